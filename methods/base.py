@@ -1,0 +1,108 @@
+"""What a CL method may change about plain training: a handful of hooks over one loop."""
+
+from __future__ import annotations
+
+from typing import TYPE_CHECKING
+
+import torch
+from torch.nn import functional as F
+
+from datasets.splits import TaskSplit
+from runner.augment import MixedBatch
+from runner.registry import Registry
+
+if TYPE_CHECKING:
+    from runner.trainer import Trainer
+
+
+class Method:
+    """Plain training; subclasses override only the hooks where they differ.
+
+    The loop (runner/trainer.py) calls, per task: before_task; then either the online pass
+    (online_batch + step per incoming batch, then observe_stream) or offline epochs over
+    offline_pool; then end_stream (the memory update); then memory_epochs epochs on the
+    memory alone; then after_task. Every step calls loss, backward, optimizer step, after_step.
+    """
+
+    name = "method"
+    uses_memory = True  # False: the memory is never filled (mem_size is ignored)
+    offline_only = False  # True: trains offline whatever stream= says (gdumb, joint)
+
+    def __init__(self, trainer: Trainer) -> None:
+        self.trainer = trainer
+        self.options = trainer.cfg.mode
+
+    @property
+    def model(self) -> torch.nn.Module:
+        return self.trainer.model
+
+    @property
+    def memory(self):
+        return self.trainer.memory
+
+    def prepare_split(self, split: TaskSplit) -> TaskSplit:
+        """The task sequence this method trains on (joint merges all tasks into one)."""
+        return split
+
+    def before_task(self, task_id: int) -> None:
+        """Called after the head has grown and the optimizer was re-created for the task."""
+
+    def online_batch(self, stream_indices: torch.Tensor) -> torch.Tensor:
+        """Training-set indices of one online step, given the incoming stream batch."""
+        return stream_indices
+
+    def observe_stream(self, stream_indices: torch.Tensor) -> None:
+        """Let streaming memories see the incoming batch once its steps are done."""
+        if self.memory.streaming and self.uses_memory:
+            labels = self.trainer.train_labels_cpu[stream_indices]
+            self.memory.observe(stream_indices, labels, self.trainer.n_exposed)
+
+    def offline_pool(self, task_indices: torch.Tensor) -> torch.Tensor:
+        """Training-set indices that one offline epoch of this task shuffles over."""
+        return task_indices
+
+    def loss(self, batch: MixedBatch) -> tuple[torch.Tensor, torch.Tensor]:
+        """Training loss of a batch and the logits it came from."""
+        logits = self.model(batch.x)
+        return mixed_cross_entropy(logits, batch), logits
+
+    def after_step(self) -> None:
+        """After optimizer.step(); gradients are still in .grad (path integrals, EMAs)."""
+
+    def end_stream(self, task_id: int, task_indices: torch.Tensor, streamed: bool) -> None:
+        """The memory update once the task's stream has been trained on."""
+        if self.uses_memory:
+            labels = self.trainer.train_labels_cpu[task_indices]
+            self.memory.end_task(task_indices, labels, self.trainer.selection_context(), streamed)
+
+    def memory_epochs(self, online: bool) -> int:
+        """Epochs on the memory alone after the memory update."""
+        if not online or not self.uses_memory:
+            return 0
+        return int(self.trainer.cfg.stream.memory_epochs)
+
+    def after_task(self, task_id: int) -> None:
+        """After the task's training, before its evaluation."""
+
+    @torch.inference_mode()
+    def predict(self, x: torch.Tensor) -> torch.Tensor:
+        """Class scores used for evaluation (highest wins)."""
+        return self.model(x)
+
+    def state_dict(self) -> dict[str, torch.Tensor]:
+        """Method state to checkpoint (tensors only)."""
+        return {}
+
+    def load_state_dict(self, state: dict[str, torch.Tensor]) -> None:
+        return None
+
+
+def mixed_cross_entropy(logits: torch.Tensor, batch: MixedBatch) -> torch.Tensor:
+    """lam * CE(y) + (1 - lam) * CE(y_mix): plain CE when the batch was not mixed."""
+    loss = F.cross_entropy(logits, batch.y)
+    if batch.y_mix is None or batch.lam >= 1.0:
+        return loss
+    return batch.lam * loss + (1.0 - batch.lam) * F.cross_entropy(logits, batch.y_mix)
+
+
+METHODS: Registry[Method] = Registry("mode")

@@ -1,0 +1,17 @@
+"""mode=er: experience replay, each step mixing stream and memory samples."""
+
+import torch
+
+from methods.base import METHODS, Method
+
+
+@METHODS.register("er")
+class ExperienceReplay(Method):
+    """Online: each incoming batch plus mem_batchsize memory samples; offline: stream ∪ memory."""
+
+    def online_batch(self, stream_indices: torch.Tensor) -> torch.Tensor:
+        replay = self.memory.sample(int(self.trainer.cfg.mem_batchsize))
+        return torch.cat([stream_indices, replay])
+
+    def offline_pool(self, task_indices: torch.Tensor) -> torch.Tensor:
+        return torch.cat([task_indices, self.memory.indices])

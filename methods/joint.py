@@ -1,0 +1,15 @@
+"""mode=joint: every task's data at once, offline (the upper bound for I_last)."""
+
+from datasets.splits import TaskSplit
+from methods.base import METHODS, Method
+
+
+@METHODS.register("joint")
+class Joint(Method):
+    """One task holding all training samples and all classes, trained for n_epoch epochs."""
+
+    uses_memory = False
+    offline_only = True
+
+    def prepare_split(self, split: TaskSplit) -> TaskSplit:
+        return split.as_joint()

@@ -1,0 +1,151 @@
+"""One run: check the config, load the data, split it, train, and write every output."""
+
+from __future__ import annotations
+
+import logging
+import platform
+import random
+import subprocess
+from importlib import metadata
+from pathlib import Path
+
+import numpy as np
+import torch
+from omegaconf import DictConfig, OmegaConf
+
+from datasets import load_dataset, make_split, read_rm_split
+from datasets.base import DatasetError
+from datasets.splits import TaskSplit, check_split_arguments
+from runner.config_check import ConfigError, check_config, resolve_device
+from runner.metrics import summarize
+from runner.registry import ChoiceError
+from runner.results import ResultWriter
+from runner.trainer import NonFiniteLossError, RunRecord, Trainer
+
+log = logging.getLogger("runner")
+
+USER_ERRORS = (ConfigError, ChoiceError, DatasetError, NonFiniteLossError, ValueError)
+PACKAGES = ("torch", "torchvision", "numpy", "hydra-core", "omegaconf", "pandas", "scikit-learn")
+
+
+def seed_everything(seed: int) -> None:
+    random.seed(seed)
+    np.random.seed(seed)
+    torch.manual_seed(seed)
+
+
+def config_choices(cfg: DictConfig) -> dict:
+    """The settings that identify a run in summaries and reports."""
+    return {
+        "mode": cfg.mode.name,
+        "mem_manage": cfg.mem_manage.name,
+        "dataset": cfg.dataset.name,
+        "stream": cfg.stream.name,
+        "exp": cfg.exp.name,
+        "model": str(cfg.model._target_).rsplit(".", 1)[-1],
+        "mem_size": int(cfg.mem_size),
+        "trans": "+".join(cfg.trans) if cfg.trans else "none",
+        "seed": int(cfg.seed),
+        "split_seed": int(cfg.split_seed),
+        "n_tasks": int(cfg.n_tasks),
+        "n_epoch": int(cfg.n_epoch),
+        "batchsize": int(cfg.batchsize),
+        "lr": float(cfg.lr),
+    }
+
+
+def environment_record() -> dict:
+    """Package versions and git revision, so a result can be traced to its code."""
+    versions = {}
+    for package in PACKAGES:
+        try:
+            versions[package] = metadata.version(package)
+        except metadata.PackageNotFoundError:
+            versions[package] = None
+    try:
+        revision = subprocess.run(
+            ["git", "rev-parse", "HEAD"],
+            capture_output=True,
+            text=True,
+            cwd=Path(__file__).parent,
+            check=False,
+        ).stdout.strip()
+    except OSError:
+        revision = ""
+    return {
+        "python": platform.python_version(),
+        "packages": versions,
+        "git_revision": revision or None,
+        "cuda": torch.cuda.get_device_name() if torch.cuda.is_available() else None,
+    }
+
+
+def build_split(cfg: DictConfig, data) -> TaskSplit:
+    """The paper's split files when exp.split_files is set, else the seeded generator."""
+    check_split_arguments(data.n_classes, int(cfg.n_tasks), float(cfg.exp.blurry))
+    if cfg.exp.split_files:
+        return read_rm_split(
+            str(cfg.exp.split_files),
+            cfg.dataset.name,
+            cfg.exp.name,
+            int(cfg.split_seed),
+            int(cfg.n_tasks),
+            data.train_files or [],
+            data.class_names,
+        )
+    return make_split(
+        data.train_y, data.n_classes, int(cfg.n_tasks), float(cfg.exp.blurry), int(cfg.split_seed)
+    )
+
+
+def write_summary(writer: ResultWriter, cfg: DictConfig, record: RunRecord, status: str) -> dict:
+    """summary.csv from whatever the run finished, so a failure loses nothing."""
+    summary = config_choices(cfg)
+    if record.task_accuracy:
+        metrics = summarize(
+            np.array(record.task_accuracy),
+            np.vstack(record.acc_matrix),
+            record.untrained_group_accuracy,
+            None if cfg.joint_acc is None else float(cfg.joint_acc),
+        )
+        summary.update(metrics)
+    summary.update(
+        tasks_done=len(record.task_accuracy), seconds=round(record.seconds, 2), status=status
+    )
+    writer.write_summary(summary)
+    return summary
+
+
+def run(cfg: DictConfig, run_dir: Path) -> dict:
+    """Run one configured experiment into run_dir and return its summary row."""
+    check_config(cfg)
+    if int(cfg.num_threads) > 0:
+        torch.set_num_threads(int(cfg.num_threads))
+    device = resolve_device(str(cfg.device))
+    seed_everything(int(cfg.seed))
+    log.info("run directory: %s | device: %s", run_dir, device)
+    log.info("config:\n%s", OmegaConf.to_yaml(cfg, resolve=True))
+    data = load_dataset(
+        cfg.dataset.name, str(cfg.data_root), bool(cfg.download), cfg.dataset.image_size
+    )
+    split = build_split(cfg, data)
+    writer = ResultWriter(run_dir)
+    writer.write_json("run_info.json", environment_record())
+    trainer = Trainer(cfg, data, split, device, writer)
+    status = "complete"
+    try:
+        trainer.run()
+    except BaseException as error:
+        status = f"failed: {type(error).__name__}"
+        raise
+    finally:
+        summary = write_summary(writer, cfg, trainer.record, status)
+        writer.close()
+    log.info(
+        "A_last %.2f | A_avg %.2f | F_last %.2f | I_last %.2f",
+        summary["A_last"],
+        summary["A_avg"],
+        summary["F_last"],
+        summary["I_last"],
+    )
+    return summary

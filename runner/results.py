@@ -1,0 +1,64 @@
+"""Run outputs: per-task CSVs rewritten after every task, a summary, TensorBoard events."""
+
+from __future__ import annotations
+
+import json
+import os
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+
+
+def write_csv_atomically(frame: pd.DataFrame, path: Path) -> None:
+    """A reader (or a crash) never sees half a CSV."""
+    temporary = path.with_suffix(path.suffix + ".tmp")
+    frame.to_csv(temporary, index=False)
+    os.replace(temporary, path)
+
+
+class ResultWriter:
+    """Owns results/ and the TensorBoard directory of one run."""
+
+    def __init__(self, run_dir: Path, tensorboard: bool = True) -> None:
+        self.run_dir = Path(run_dir)
+        self.results_dir = self.run_dir / "results"
+        self.results_dir.mkdir(parents=True, exist_ok=True)
+        self.task_rows: list[dict] = []
+        self.acc_rows: list[np.ndarray] = []
+        self.events = None
+        if tensorboard:
+            from torch.utils.tensorboard import SummaryWriter
+
+            self.events = SummaryWriter(log_dir=str(self.run_dir / "tb"))
+
+    def scalar(self, tag: str, value: float, step: int) -> None:
+        if self.events is not None:
+            self.events.add_scalar(tag, value, step)
+
+    def histogram(self, tag: str, values: np.ndarray, step: int) -> None:
+        if self.events is not None and len(values):
+            self.events.add_histogram(tag, values, step)
+
+    def add_task(self, row: dict, acc_row: np.ndarray) -> None:
+        """Record one task's results and rewrite tasks.csv and acc_matrix.csv."""
+        self.task_rows.append(row)
+        self.acc_rows.append(np.asarray(acc_row, dtype=float))
+        write_csv_atomically(pd.DataFrame(self.task_rows), self.results_dir / "tasks.csv")
+        matrix = pd.DataFrame(
+            np.vstack(self.acc_rows),
+            columns=[f"task{j}" for j in range(len(acc_row))],
+        )
+        matrix.insert(0, "after_task", range(len(self.acc_rows)))
+        write_csv_atomically(matrix, self.results_dir / "acc_matrix.csv")
+
+    def write_summary(self, summary: dict) -> None:
+        write_csv_atomically(pd.DataFrame([summary]), self.results_dir / "summary.csv")
+
+    def write_json(self, name: str, content: dict) -> None:
+        (self.run_dir / name).write_text(json.dumps(content, indent=2, default=str))
+
+    def close(self) -> None:
+        if self.events is not None:
+            self.events.flush()
+            self.events.close()
