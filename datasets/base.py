@@ -9,7 +9,7 @@ import torch
 
 
 class DatasetError(RuntimeError):
-    """A data set is missing, corrupt or unknown; the message says where we looked and what to do."""
+    """A missing, corrupt or unknown data set; the message says where we looked and what to do."""
 
 
 class ImageSource(Protocol):

@@ -92,7 +92,9 @@ def make_split(
         n_from_pool = task_sizes[task] - len(kept)
         task_indices = torch.cat([kept, pool_all[start : start + n_from_pool]])
         start += n_from_pool
-        split.train_tasks.append(task_indices[torch.randperm(len(task_indices), generator=generator)])
+        split.train_tasks.append(
+            task_indices[torch.randperm(len(task_indices), generator=generator)]
+        )
         blurry = blurry_pct > 0
         split.exposed.append(n_classes if blurry else (task + 1) * classes_per_task)
     return split

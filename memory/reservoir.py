@@ -46,7 +46,7 @@ class ReservoirMemory(Memory):
         self.n_seen += rest
 
     def _observe_balanced(self, indices: torch.Tensor, labels: torch.Tensor) -> None:
-        for index, label in zip(indices.tolist(), labels.tolist()):
+        for index, label in zip(indices.tolist(), labels.tolist(), strict=True):
             self.n_seen += 1
             seen = self.n_seen_per_class.get(label, 0) + 1
             self.n_seen_per_class[label] = seen

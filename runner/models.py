@@ -106,7 +106,7 @@ def _cifar_resnet(in_channels: int, widths: list[int], blocks: list[int]) -> nn.
         nn.ReLU(inplace=True),
     ]
     in_planes = widths[0]
-    for stage, (planes, count) in enumerate(zip(widths, blocks)):
+    for stage, (planes, count) in enumerate(zip(widths, blocks, strict=True)):
         for block in range(count):
             stride = 2 if stage > 0 and block == 0 else 1
             layers.append(BasicBlock(in_planes, planes, stride))
@@ -128,7 +128,7 @@ def resnet32_cifar(in_shape: tuple[int, int, int], n_classes: int) -> ContinualM
 
 
 def resnet34(in_shape: tuple[int, int, int], n_classes: int) -> ContinualModel:
-    """torchvision's ResNet-34 (ImageNet stem), randomly initialised, its fc replaced by our head."""
+    """torchvision's ResNet-34 (ImageNet stem), randomly initialised, fc replaced by our head."""
     backbone = torchvision.models.resnet34(weights=None)
     if in_shape[0] != 3:
         backbone.conv1 = nn.Conv2d(in_shape[0], 64, 7, 2, 3, bias=False)
