@@ -1,0 +1,16 @@
+#!/usr/bin/env bash
+# Create (or reuse) .venv with the pinned stack; reinstalls only when pyproject.toml changed.
+# Usage: bash scripts/setup.sh [extras]   (default extras: test,sweep)
+set -euo pipefail
+cd "$(dirname "$0")/.."
+extras="${1:-test,sweep}"
+python="${PYTHON:-python3}"
+stamp=".venv/.installed-$(sha1sum pyproject.toml | cut -c1-12)-${extras//,/_}"
+if [ -f "$stamp" ] && .venv/bin/python -c "import torch, hydra, runner" 2>/dev/null; then
+  exit 0
+fi
+[ -x .venv/bin/python ] || "$python" -m venv .venv
+.venv/bin/python -m pip install --quiet -e ".[${extras}]"
+rm -f .venv/.installed-*
+touch "$stamp"
+echo "setup: .venv ready ($(.venv/bin/python -c 'import torch; print("torch", torch.__version__)'))"

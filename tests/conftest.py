@@ -1,0 +1,49 @@
+"""Shared helpers: compose the real conf/ and run jobs in-process or as a CLI subprocess."""
+
+from __future__ import annotations
+
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+from hydra import compose, initialize_config_dir
+from omegaconf import DictConfig
+
+import runner  # noqa: F401  (thread policy and config resolvers, as `python -m runner` has)
+
+REPO = Path(__file__).resolve().parent.parent
+CONF = REPO / "conf"
+TINY = ["n_epoch=1", "mem_size=100", "progress=false", "log_every=10"]
+
+
+def compose_config(overrides: list[str]) -> DictConfig:
+    """The config `python -m runner <overrides>` would run with."""
+    with initialize_config_dir(config_dir=str(CONF), version_base="1.3"):
+        return compose(config_name="config", overrides=overrides)
+
+
+def run_in_process(run_dir: Path, overrides: list[str]) -> dict:
+    """One job through runner.app.run, without a subprocess (fast)."""
+    from runner.app import run
+
+    return run(compose_config(overrides), Path(run_dir))
+
+
+def run_cli(args: list[str], timeout: float = 300) -> subprocess.CompletedProcess:
+    """`python -m runner args...` as a user types it."""
+    env = {**os.environ, "PYTHONUNBUFFERED": "1"}
+    return subprocess.run(
+        [sys.executable, "-m", "runner", *args],
+        cwd=REPO,
+        capture_output=True,
+        text=True,
+        timeout=timeout,
+        env=env,
+    )
+
+
+@pytest.fixture
+def tiny() -> list[str]:
+    return list(TINY)
