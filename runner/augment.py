@@ -12,7 +12,7 @@ from runner.registry import ChoiceError
 # Per-sample image transforms: uint8 (B, C, H, W) -> uint8 (B, C, H, W), a fresh draw per image.
 IMAGE_TRANSFORMS: dict[str, Callable[[torch.Tensor], torch.Tensor]] = {}
 # Batch-level mixes that also mix the labels (cutmix); applied after normalisation.
-BATCH_MIXES: dict[str, Callable[..., "MixedBatch"]] = {}
+BATCH_MIXES: dict[str, Callable[..., MixedBatch]] = {}
 
 
 def register_image_transform(name: str) -> Callable:

@@ -54,7 +54,9 @@ def resolve_device(name: str) -> torch.device:
     except RuntimeError as error:
         raise ConfigError(f"device={name} is not a device; use auto, cpu or cuda[:N].") from error
     if device.type == "cuda" and not torch.cuda.is_available():
-        raise ConfigError(f"device={name} was asked for but CUDA is not available; use auto or cpu.")
+        raise ConfigError(
+            f"device={name} was asked for but CUDA is not available; use auto or cpu."
+        )
     if device.type not in ("cpu", "cuda"):
         raise ConfigError(f"device={name} is not supported; use auto, cpu or cuda[:N].")
     return device

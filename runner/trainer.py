@@ -71,9 +71,9 @@ class Trainer:
         self.train_labels = self.train_labels_cpu.to(device)
         self.test_labels = split.relabel(data.test_y).to(device)
         self.n_exposed = self.split.exposed[0]
-        self.model = instantiate(
-            cfg.model, in_shape=data.image_shape, n_classes=self.n_exposed
-        ).to(device)
+        self.model = instantiate(cfg.model, in_shape=data.image_shape, n_classes=self.n_exposed).to(
+            device
+        )
         memory_options = {k: v for k, v in cfg.mem_manage.items() if k != "name"}
         capacity = int(cfg.mem_size) if self.method.uses_memory else 0
         self.memory = MEMORIES.get(cfg.mem_manage.name)(
@@ -111,7 +111,7 @@ class Trainer:
         )
 
     def new_optimizer(self) -> None:
-        """Re-create optimizer and scheduler (each task, as the paper does; heads may have grown)."""
+        """A fresh optimizer and scheduler per task, as in the paper (the head may have grown)."""
         self.optimizer = instantiate(self.cfg.optimizer)(self.model.parameters())
         self.scheduler = instantiate(self.cfg.scheduler)(self.optimizer)
 
