@@ -1,6 +1,16 @@
 """CL methods, registered by the names users type as mode=..."""
 
-from methods import er, finetune, joint  # noqa: F401  (registration)
+from methods import (  # noqa: F401  (registration)
+    bic,
+    er,
+    ewc,
+    finetune,
+    gdumb,
+    icarl,
+    joint,
+    rm,
+    rwalk,
+)
 from methods.base import METHODS, Method, mixed_cross_entropy
 
 __all__ = ["METHODS", "Method", "mixed_cross_entropy"]

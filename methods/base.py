@@ -81,6 +81,10 @@ class Method:
             return 0
         return int(self.trainer.cfg.stream.memory_epochs)
 
+    def memory_pool(self) -> torch.Tensor:
+        """Training-set indices that each memory epoch shuffles over (bic holds some out)."""
+        return self.memory.indices
+
     def after_task(self, task_id: int) -> None:
         """After the task's training, before its evaluation."""
 

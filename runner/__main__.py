@@ -8,6 +8,7 @@ from pathlib import Path
 
 import hydra
 from hydra.core.hydra_config import HydraConfig
+from hydra.types import RunMode
 from omegaconf import DictConfig
 
 import runner  # noqa: F401  (thread policy and resolvers before torch starts)
@@ -25,6 +26,8 @@ def main(cfg: DictConfig) -> float:
         summary = run(cfg, run_dir)
     except USER_ERRORS as error:
         logging.getLogger("runner").error("%s: %s", type(error).__name__, error)
+        if HydraConfig.get().mode == RunMode.MULTIRUN:
+            raise  # exiting here would kill the sweep's other jobs; the launcher records it
         print(f"error: {error}", file=sys.stderr)
         sys.exit(2)
     return float(summary["A_last"])

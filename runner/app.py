@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import logging
+import os
 import platform
 import random
 import subprocess
@@ -16,6 +17,13 @@ from omegaconf import DictConfig, OmegaConf
 from datasets import load_dataset, make_split, read_rm_split
 from datasets.base import DatasetError
 from datasets.splits import TaskSplit, check_split_arguments
+from runner.checkpoint import (
+    CHECKPOINT_NAME,
+    Checkpointer,
+    CheckpointError,
+    resume_command,
+    resume_state,
+)
 from runner.config_check import ConfigError, check_config, resolve_device
 from runner.metrics import summarize
 from runner.registry import ChoiceError
@@ -80,6 +88,39 @@ def environment_record() -> dict:
     }
 
 
+def sweep_launcher() -> DictConfig | None:
+    """The launcher config of the multirun this job belongs to (None for a single run)."""
+    from hydra.core.hydra_config import HydraConfig
+    from hydra.types import RunMode
+
+    if not HydraConfig.initialized() or HydraConfig.get().mode != RunMode.MULTIRUN:
+        return None
+    return HydraConfig.get().launcher
+
+
+def job_threads(
+    requested: int, launcher: DictConfig | None, cores: int | None = None
+) -> int | None:
+    """Torch threads for this job, so parallel jobs of a sweep do not oversubscribe the cores.
+
+    requested > 0 wins; 0 means: the launcher's CPUs per job (submitit cpus_per_task, Ray
+    remote.num_cpus), else cores // n_jobs for joblib, else torch's default (None).
+    """
+    if requested > 0:
+        return requested
+    if launcher is None:
+        return None
+    per_job = launcher.get("cpus_per_task") or OmegaConf.select(launcher, "ray.remote.num_cpus")
+    if per_job:
+        return int(per_job)
+    n_jobs = launcher.get("n_jobs")
+    if not n_jobs:
+        return None
+    cores = cores or len(os.sched_getaffinity(0))
+    parallel = cores + 1 + int(n_jobs) if n_jobs < 0 else int(n_jobs)  # joblib: -1 = all cores
+    return max(1, cores // max(1, parallel))
+
+
 def build_split(cfg: DictConfig, data) -> TaskSplit:
     """The paper's split files when exp.split_files is set, else the seeded generator."""
     check_split_arguments(data.n_classes, int(cfg.n_tasks), float(cfg.exp.blurry))
@@ -119,19 +160,38 @@ def write_summary(writer: ResultWriter, cfg: DictConfig, record: RunRecord, stat
 def run(cfg: DictConfig, run_dir: Path) -> dict:
     """Run one configured experiment into run_dir and return its summary row."""
     check_config(cfg)
-    if int(cfg.num_threads) > 0:
-        torch.set_num_threads(int(cfg.num_threads))
+    threads = job_threads(int(cfg.num_threads), sweep_launcher())
+    if threads is not None:
+        torch.set_num_threads(threads)
     device = resolve_device(str(cfg.device))
     seed_everything(int(cfg.seed))
-    log.info("run directory: %s | device: %s", run_dir, device)
+    log.info(
+        "run directory: %s | device: %s | torch threads: %d",
+        run_dir,
+        device,
+        torch.get_num_threads(),
+    )
     log.info("config:\n%s", OmegaConf.to_yaml(cfg, resolve=True))
+    checkpoint_path = Path(run_dir) / CHECKPOINT_NAME
+    command = resume_command(run_dir)
+    log.info("if interrupted, continue with: %s", command)
+    state = resume_state(cfg, checkpoint_path, device)
     data = load_dataset(
         cfg.dataset.name, str(cfg.data_root), bool(cfg.download), cfg.dataset.image_size
     )
     split = build_split(cfg, data)
-    writer = ResultWriter(run_dir)
+    writer = ResultWriter(run_dir, purge_step=None if state is None else state["global_step"] + 1)
     writer.write_json("run_info.json", environment_record())
     trainer = Trainer(cfg, data, split, device, writer)
+    trainer.checkpointer = Checkpointer(checkpoint_path, int(cfg.checkpoint_every), cfg, command)
+    if state is not None:
+        try:
+            trainer.load_state_dict(state)
+        except (RuntimeError, KeyError, TypeError, ValueError) as error:
+            raise CheckpointError(
+                f"checkpoint {checkpoint_path} does not fit this run's model, method or memory "
+                f"({type(error).__name__}: {str(error)[:300]}); delete it to start over."
+            ) from error
     status = "complete"
     try:
         trainer.run()

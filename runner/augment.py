@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
+from functools import cache
 
 import torch
 
@@ -47,23 +48,61 @@ class MixedBatch:
 
 def random_crop(images: torch.Tensor, padding: int) -> torch.Tensor:
     """Zero-pad and crop back to size at an independent random offset per image."""
-    if padding <= 0:
-        return images
-    batch, _, height, width = images.shape
-    padded = torch.nn.functional.pad(images, (padding,) * 4)
-    offset_y = torch.randint(0, 2 * padding + 1, (batch, 1), device=images.device)
-    offset_x = torch.randint(0, 2 * padding + 1, (batch, 1), device=images.device)
-    rows = offset_y + torch.arange(height, device=images.device)
-    cols = offset_x + torch.arange(width, device=images.device)
-    batch_index = torch.arange(batch, device=images.device)[:, None, None]
-    cropped = padded.permute(0, 2, 3, 1)[batch_index, rows[:, :, None], cols[:, None, :]]
-    return cropped.permute(0, 3, 1, 2).contiguous()
+    return random_crop_flip(images, padding, hflip=False)
 
 
 def random_hflip(images: torch.Tensor) -> torch.Tensor:
     """Mirror a random half of the images."""
     flip = torch.rand(images.shape[0], device=images.device) < 0.5
     return torch.where(flip[:, None, None, None], images.flip(-1), images)
+
+
+# Above this many table entries (e.g. 64x64 images), crops are two gathers, rows then columns.
+MAX_CROP_TABLE_ENTRIES = 1 << 21
+
+
+@cache
+def crop_tables(
+    height: int, width: int, padding: int, hflip: bool, device: torch.device
+) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor | None]:
+    """Source positions in the padded image of every crop offset (and its mirror image).
+
+    Returns rows (span, H), cols (span or 2*span, W) and, when small enough, their product
+    flattened to (span * len(cols), H * W), so that a crop and flip is a single gather.
+    """
+    span, padded_width = 2 * padding + 1, width + 2 * padding
+    rows = torch.arange(span)[:, None] + torch.arange(height)
+    cols = torch.arange(span)[:, None] + torch.arange(width)
+    if hflip:
+        cols = torch.cat([cols, cols.flip(1)])
+    flat = None
+    if span * len(cols) * height * width <= MAX_CROP_TABLE_ENTRIES:
+        flat = rows[:, None, :, None] * padded_width + cols[None, :, None, :]
+        flat = flat.reshape(span * len(cols), height * width).to(device)
+    return rows.to(device), cols.to(device), flat
+
+
+def random_crop_flip(images: torch.Tensor, padding: int, hflip: bool) -> torch.Tensor:
+    """Random crop of the zero-padded images and, if hflip, a random mirror: one gather.
+
+    Every image draws its own crop offset (uniform over the (2p+1)^2 offsets) and, with hflip,
+    mirrors with probability 1/2, as random_crop followed by random_hflip would; a handful of
+    tensor operations per batch whatever its size, so small batches stay cheap.
+    """
+    if padding <= 0 and not hflip:
+        return images
+    batch, channels, height, width = images.shape
+    rows, cols, flat = crop_tables(height, width, padding, hflip, images.device)
+    padded = torch.nn.functional.pad(images, (padding,) * 4) if padding > 0 else images
+    if flat is not None:
+        pattern = torch.randint(0, len(flat), (batch,), device=images.device)
+        index = flat.index_select(0, pattern)[:, None, :].expand(batch, channels, height * width)
+        return padded.reshape(batch, channels, -1).gather(2, index).view(images.shape)
+    pattern = torch.randint(0, len(rows) * len(cols), (batch,), device=images.device)
+    row_index = rows.index_select(0, pattern // len(cols))[:, None, :, None]
+    col_index = cols.index_select(0, pattern % len(cols))[:, None, None, :]
+    picked_rows = padded.gather(2, row_index.expand(batch, channels, height, padded.shape[-1]))
+    return picked_rows.gather(3, col_index.expand(batch, channels, height, width))
 
 
 class Augmenter:
@@ -91,16 +130,17 @@ class Augmenter:
         self.padding = max(1, image_size // 8)
         self.mean = torch.tensor(mean, device=device, dtype=torch.float32).view(1, -1, 1, 1)
         self.std = torch.tensor(std, device=device, dtype=torch.float32).view(1, -1, 1, 1)
+        # (x / 255 - mean) / std as one multiply-add: x * scale + shift.
+        self.scale = 1.0 / (255.0 * self.std)
+        self.shift = -self.mean / self.std
 
     def normalize(self, images: torch.Tensor) -> torch.Tensor:
         """uint8 -> float, standardised per channel (what the model sees at test time)."""
-        return (images.float().div_(255.0) - self.mean) / self.std
+        return torch.addcmul(self.shift, images.float(), self.scale)
 
     def augment_images(self, images: torch.Tensor) -> torch.Tensor:
         """The per-image part: base crop and flip, then each TRANS transform."""
-        images = random_crop(images, self.padding)
-        if self.hflip:
-            images = random_hflip(images)
+        images = random_crop_flip(images, self.padding, self.hflip)
         for transform in self.image_transforms:
             images = transform(images)
         return images
@@ -111,3 +151,7 @@ class Augmenter:
         for mix in self.batch_mixes:
             batch = mix(batch)
         return batch
+
+
+# The TRANS entries (cutmix, cutout, randaug, autoaug) register themselves on import.
+from runner import transforms  # noqa: E402, F401

@@ -20,7 +20,9 @@ def write_csv_atomically(frame: pd.DataFrame, path: Path) -> None:
 class ResultWriter:
     """Owns results/ and the TensorBoard directory of one run."""
 
-    def __init__(self, run_dir: Path, tensorboard: bool = True) -> None:
+    def __init__(
+        self, run_dir: Path, tensorboard: bool = True, purge_step: int | None = None
+    ) -> None:
         self.run_dir = Path(run_dir)
         self.results_dir = self.run_dir / "results"
         self.results_dir.mkdir(parents=True, exist_ok=True)
@@ -30,7 +32,8 @@ class ResultWriter:
         if tensorboard:
             from torch.utils.tensorboard import SummaryWriter
 
-            self.events = SummaryWriter(log_dir=str(self.run_dir / "tb"))
+            # purge_step: a resumed run hides the events an interrupted run logged past it.
+            self.events = SummaryWriter(log_dir=str(self.run_dir / "tb"), purge_step=purge_step)
 
     def scalar(self, tag: str, value: float, step: int) -> None:
         if self.events is not None:
@@ -44,13 +47,26 @@ class ResultWriter:
         """Record one task's results and rewrite tasks.csv and acc_matrix.csv."""
         self.task_rows.append(row)
         self.acc_rows.append(np.asarray(acc_row, dtype=float))
+        self._write_tables()
+
+    def _write_tables(self) -> None:
         write_csv_atomically(pd.DataFrame(self.task_rows), self.results_dir / "tasks.csv")
         matrix = pd.DataFrame(
             np.vstack(self.acc_rows),
-            columns=[f"task{j}" for j in range(len(acc_row))],
+            columns=[f"task{j}" for j in range(len(self.acc_rows[0]))],
         )
         matrix.insert(0, "after_task", range(len(self.acc_rows)))
         write_csv_atomically(matrix, self.results_dir / "acc_matrix.csv")
+
+    def state_dict(self) -> dict:
+        """The rows so far, so a resumed run rewrites the same tasks.csv and acc_matrix.csv."""
+        return {"task_rows": [dict(row) for row in self.task_rows], "acc_rows": list(self.acc_rows)}
+
+    def load_state_dict(self, state: dict) -> None:
+        self.task_rows = [dict(row) for row in state["task_rows"]]
+        self.acc_rows = [np.asarray(row, dtype=float) for row in state["acc_rows"]]
+        if self.task_rows:  # back to the checkpoint's rows, even if no task is left to run
+            self._write_tables()
 
     def write_summary(self, summary: dict) -> None:
         write_csv_atomically(pd.DataFrame([summary]), self.results_dir / "summary.csv")

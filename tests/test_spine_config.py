@@ -21,8 +21,9 @@ def test_every_option_of_every_group_composes(group):
         assert cfg.mode.name and cfg.dataset.name and cfg.exp.name
 
 
-def test_default_is_digits_online_blurry10():
+def test_default_is_rainbow_memory_on_digits_online_blurry10():
     cfg = compose_config([])
+    assert (cfg.mode.name, cfg.mem_manage.name) == ("rm", "uncertainty")
     assert (cfg.dataset.name, cfg.stream.name, cfg.exp.name, cfg.exp.blurry) == (
         "digits", "online", "blurry10", 10
     )

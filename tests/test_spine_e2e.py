@@ -41,7 +41,7 @@ def test_disjoint_accuracy_matrix_rows_match_the_task_accuracy(tmp_path):
     for task in range(5):
         seen = matrix.iloc[task, 1 : task + 2].to_numpy()
         # The task accuracy is the size-weighted mean of the seen groups' accuracies.
-        assert seen.min() - 1e-6 <= tasks.test_acc[task] <= seen.max() + 1e-6
+        assert seen.min() - 1e-3 <= tasks.test_acc[task] <= seen.max() + 1e-3
         assert (matrix.iloc[task, task + 2 :] == 0).all()  # unseen classes have no logits yet
     assert tasks.test_acc[0] == pytest.approx(matrix.iloc[0, 1])
 

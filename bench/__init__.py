@@ -1,0 +1,1 @@
+"""Benchmarks: throughput of the training loop against the bare model, whole-run costs."""

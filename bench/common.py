@@ -1,0 +1,137 @@
+"""Shared benchmark helpers: the device in words, synthetic data, a real Trainer, timing."""
+
+from __future__ import annotations
+
+import os
+import platform
+import sys
+import tempfile
+import time
+from collections.abc import Callable
+from pathlib import Path
+
+REPO = Path(__file__).resolve().parent.parent
+if str(REPO) not in sys.path:
+    sys.path.insert(0, str(REPO))
+# As runner/__init__.py does, before torch starts its thread pool (torch may come first here).
+os.environ.setdefault("OMP_WAIT_POLICY", "PASSIVE")
+
+import torch  # noqa: E402
+from hydra import compose, initialize_config_dir  # noqa: E402
+from omegaconf import DictConfig  # noqa: E402
+
+import runner  # noqa: E402,F401  (resolvers)
+from datasets.base import ImageData  # noqa: E402
+from datasets.splits import make_split  # noqa: E402
+from runner.config_check import resolve_device  # noqa: E402
+from runner.results import ResultWriter  # noqa: E402
+from runner.trainer import Trainer  # noqa: E402
+
+CONF = REPO / "conf"
+
+
+def describe_device(device: torch.device) -> str:
+    """What the numbers were measured on, printed with every table."""
+    if device.type == "cuda":
+        name = torch.cuda.get_device_name(device)
+    else:
+        name = platform.processor() or platform.machine()
+        try:
+            for line in Path("/proc/cpuinfo").read_text().splitlines():
+                if line.startswith("model name"):
+                    name = line.split(":", 1)[1].strip()
+                    break
+        except OSError:
+            pass
+    return (
+        f"{device.type}: {name} | torch {torch.__version__} | threads {torch.get_num_threads()} "
+        f"| cpus {os.cpu_count()} | OMP_WAIT_POLICY={os.environ.get('OMP_WAIT_POLICY')}"
+    )
+
+
+def pick_device(name: str) -> torch.device:
+    return resolve_device(name)
+
+
+def synchronize(device: torch.device) -> None:
+    if device.type == "cuda":
+        torch.cuda.synchronize(device)
+
+
+def pick_clock(name: str, device: torch.device) -> Callable[[], float]:
+    """cpu: this process's CPU seconds, immune to other jobs on a shared CPU (single-threaded
+    CPU runs only); wall: elapsed seconds (GPUs, multi-threaded runs); auto picks."""
+    if name == "auto":
+        single = device.type == "cpu" and torch.get_num_threads() == 1
+        name = "cpu" if single else "wall"
+    return time.process_time if name == "cpu" else time.perf_counter
+
+
+def time_call(
+    fn: Callable[[], object], device: torch.device, clock: Callable[[], float] = time.perf_counter
+) -> float:
+    """Seconds of fn() on `clock`, with the device's queue drained before and after."""
+    synchronize(device)
+    started = clock()
+    fn()
+    synchronize(device)
+    return clock() - started
+
+
+def synthetic_data(
+    n_train: int, shape: tuple[int, int, int], n_classes: int = 10, seed: int = 0
+) -> ImageData:
+    """Random uint8 images with balanced labels: data loading is not what we measure."""
+    generator = torch.Generator().manual_seed(seed)
+    channels = shape[0]
+    n_test = max(n_classes, n_train // 10)
+    return ImageData(
+        name="synthetic",
+        train_x=torch.randint(0, 256, (n_train, *shape), dtype=torch.uint8, generator=generator),
+        train_y=torch.arange(n_train) % n_classes,
+        test_x=torch.randint(0, 256, (n_test, *shape), dtype=torch.uint8, generator=generator),
+        test_y=torch.arange(n_test) % n_classes,
+        class_names=[str(c) for c in range(n_classes)],
+        mean=(0.5,) * channels,
+        std=(0.25,) * channels,
+        hflip=True,
+    )
+
+
+def compose_config(overrides: list[str]) -> DictConfig:
+    """The config `python -m runner <overrides>` would run with."""
+    with initialize_config_dir(config_dir=str(CONF), version_base="1.3"):
+        return compose(config_name="config", overrides=overrides)
+
+
+def build_trainer(
+    overrides: list[str], data: ImageData, device: torch.device, run_dir: Path | None = None
+) -> Trainer:
+    """A real Trainer, ready to step task 0: model grown, optimizer made, before_task called."""
+    cfg = compose_config(["progress=false", f"device={device}", *overrides])
+    split = make_split(data.train_y, data.n_classes, int(cfg.n_tasks), float(cfg.exp.blurry), 0)
+    if run_dir is None:
+        run_dir = Path(tempfile.mkdtemp(prefix="bench_"))
+    trainer = Trainer(cfg, data, split, device, ResultWriter(run_dir))
+    trainer.task_id = 0
+    trainer.n_exposed = split.exposed[0]
+    trainer.model.grow(trainer.n_exposed)
+    trainer.new_optimizer()
+    trainer.method.before_task(0)
+    return trainer
+
+
+def format_table(rows: list[dict], columns: list[str]) -> str:
+    """A GitHub-flavoured markdown table, so README tables are pasted from the output."""
+    cells = [[_format(row.get(c, "")) for c in columns] for row in rows]
+    lines = ["| " + " | ".join(columns) + " |", "|" + "---|" * len(columns)]
+    lines += ["| " + " | ".join(r) + " |" for r in cells]
+    return "\n".join(lines)
+
+
+def _format(value: object) -> str:
+    if isinstance(value, float):
+        if value >= 100:
+            return f"{value:,.0f}"
+        return f"{value:.2f}"
+    return str(value)

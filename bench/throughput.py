@@ -1,0 +1,225 @@
+"""Images/s of the bare model against the runner's training loop, and RM's scoring rate.
+
+(a) bare: forward, cross-entropy, backward and an SGD step on one device-resident float batch
+    (the limit no loop can beat); (b) loop: the real Trainer's online pass (memory sampling,
+    uint8 fetch, crop/flip, TRANS, normalise, the method's loss, the step, the running sums)
+    on synthetic uint8 data; ratio = (b) / (a) at the same images per step. (c) RM's
+    uncertainty scoring in candidate-perturbations/s, when memory/uncertainty.py exists.
+
+    .venv/bin/python bench/throughput.py                       # the full table
+    .venv/bin/python bench/throughput.py --models mlp400 --batches 16 --steps 200
+"""
+
+from __future__ import annotations
+
+import argparse
+import copy
+import csv
+import importlib
+import sys
+from pathlib import Path
+
+if __package__ in (None, ""):
+    sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
+
+import torch  # noqa: E402
+from hydra.utils import instantiate  # noqa: E402
+from torch.nn import functional as F  # noqa: E402
+
+from bench.common import (  # noqa: E402
+    build_trainer,
+    describe_device,
+    format_table,
+    pick_clock,
+    pick_device,
+    synthetic_data,
+    time_call,
+)
+from runner.augment import BATCH_MIXES, IMAGE_TRANSFORMS  # noqa: E402
+
+try:  # the TRANS entries register on import (runner/augment.py imports them when they exist)
+    importlib.import_module("runner.transforms")
+except ImportError:
+    pass
+
+SHAPES = {"mlp400": (1, 28, 28), "resnet18": (3, 32, 32), "resnet32": (3, 32, 32)}
+TRANS_SETS = {"none": [], "cutmix+autoaug": ["cutmix", "autoaug"]}
+COLUMNS = ["model", "input", "batch", "trans", "replay", "bare img/s", "loop img/s", "ratio"]
+
+
+class BareStep:
+    """The limit: the model's own training step on a batch that is already on the device."""
+
+    def __init__(self, model, cfg, batch: int, shape, device) -> None:
+        self.model = copy.deepcopy(model).train()
+        self.optimizer = instantiate(cfg.optimizer)(self.model.parameters())
+        self.x = torch.randn(batch, *shape, device=device)
+        self.y = torch.randint(0, self.model.n_classes, (batch,), device=device)
+
+    def __call__(self, steps: int) -> None:
+        for _ in range(steps):
+            loss = F.cross_entropy(self.model(self.x), self.y)
+            self.optimizer.zero_grad(set_to_none=True)
+            loss.backward()
+            self.optimizer.step()
+
+
+def throughput_row(
+    model_name: str,
+    batch: int,
+    trans_name: str,
+    replay: bool,
+    steps: int,
+    rounds: int,
+    device: torch.device,
+    clock,
+) -> dict | None:
+    """One line of the table: bare and loop images/s at the same images per step.
+
+    Bare and loop chunks of `steps` steps alternate for `rounds` rounds and each keeps its
+    fastest: other processes on a shared CPU only ever slow a chunk down.
+    """
+    shape = SHAPES[model_name]
+    trans = TRANS_SETS[trans_name]
+    missing = [t for t in trans if t not in IMAGE_TRANSFORMS and t not in BATCH_MIXES]
+    if missing:
+        print(f"skip {model_name} b{batch} trans={trans_name}: {missing} not registered yet")
+        return None
+    mem_size = 500 if replay else 0
+    data = synthetic_data(max(2000, mem_size + batch * steps), shape)
+    overrides = [
+        f"model={model_name}",
+        "mode=er",
+        f"mem_size={mem_size}",
+        f"batchsize={batch}",
+        f"trans=[{','.join(trans)}]",
+    ]
+    trainer = build_trainer(overrides, data, device)
+    if replay:
+        fill = torch.randperm(len(data.train_y))[:mem_size]
+        trainer.memory.observe(fill, trainer.train_labels_cpu[fill], trainer.n_exposed)
+        if hasattr(trainer.memory, "n_seen"):  # reservoir as mid-way through Fashion-MNIST:
+            trainer.memory.n_seen = 30_000  # ~1 replacement per 4 batches, not one per sample
+    per_step = batch + (min(int(trainer.cfg.mem_batchsize), len(trainer.memory)) if replay else 0)
+    n_train = len(data.train_y)
+
+    def loop() -> None:
+        trainer.online_pass(torch.randperm(n_train)[: batch * steps])
+
+    bare = BareStep(trainer.model, trainer.cfg, per_step, shape, device)
+    trainer.online_pass(torch.randperm(n_train)[: batch * 3])  # warm-up
+    bare(3)
+    loop_seconds, bare_seconds = float("inf"), float("inf")
+    for _ in range(rounds):
+        loop_seconds = min(loop_seconds, time_call(loop, device, clock))
+        bare_seconds = min(bare_seconds, time_call(lambda: bare(steps), device, clock))
+    trainer._flush_window()
+    trainer.writer.close()
+    bare_rate, loop_rate = per_step * steps / bare_seconds, per_step * steps / loop_seconds
+    return {
+        "model": model_name,
+        "input": "x".join(str(s) for s in shape),
+        "batch": per_step,
+        "trans": trans_name,
+        "replay": "yes" if replay else "no",
+        "bare img/s": bare_rate,
+        "loop img/s": loop_rate,
+        "ratio": loop_rate / bare_rate,
+    }
+
+
+def scoring_rows(batch: int, n_candidates: int, device: torch.device, clock) -> list[dict]:
+    """RM's uncertainty scoring of mlp400 candidates (K perturbed forwards per candidate)."""
+    try:
+        uncertainty = importlib.import_module("memory.uncertainty")
+        rainbow = importlib.import_module("memory.rainbow")
+    except ImportError:
+        print("skip uncertainty scoring: memory/uncertainty.py does not exist yet")
+        return []
+    shape = SHAPES["mlp400"]
+    data = synthetic_data(max(2000, n_candidates), shape)
+    overrides = ["model=mlp400", "mode=er", f"eval_batchsize={batch}"]
+    trainer = build_trainer(overrides, data, device)
+    context = trainer.selection_context()
+    candidates = torch.arange(n_candidates)
+    k = int(trainer.cfg.uncert_k)
+    rows = []
+    for metric in uncertainty.UNCERTAINTY_METRICS:
+        views = uncertainty.perturbations(metric, k, shape[-1])
+
+        def score(views=views) -> None:
+            predictions = uncertainty.perturbed_predictions(candidates, context, views)
+            rainbow.uncertainty_from_predictions(predictions, int(predictions.max()) + 1)
+
+        score()  # warm-up
+        seconds = min(time_call(score, device, clock) for _ in range(2))
+        rows.append(
+            {
+                "metric": metric,
+                "K": k,
+                "candidates": n_candidates,
+                "candidate-perturbations/s": n_candidates * k / seconds,
+                "s per 1,000 candidates": 1000 * seconds / n_candidates,
+            }
+        )
+    trainer.writer.close()
+    return rows
+
+
+def main(argv: list[str] | None = None) -> list[dict]:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser.add_argument("--device", default="auto", help="auto, cpu or cuda[:N]")
+    parser.add_argument("--models", default="mlp400,resnet18,resnet32")
+    parser.add_argument("--batches", default="16,128,256", help="stream batch sizes for mlp400")
+    parser.add_argument("--resnet-batches", default="16", help="stream batch sizes for resnets")
+    parser.add_argument("--steps", type=int, default=100, help="steps per timed chunk, mlp400")
+    parser.add_argument("--resnet-steps", type=int, default=4, help="steps per chunk, resnets")
+    parser.add_argument("--rounds", type=int, default=5, help="timed chunks; the best is kept")
+    parser.add_argument("--trans", default="none,cutmix+autoaug")
+    parser.add_argument("--replay", default="no,yes")
+    parser.add_argument("--candidates", type=int, default=5000, help="0 skips the scoring bench")
+    parser.add_argument("--eval-batch", type=int, default=1024, help="scoring batch size")
+    parser.add_argument("--threads", type=int, default=1, help="torch threads (0 = all cores)")
+    parser.add_argument("--clock", default="auto", choices=["auto", "cpu", "wall"])
+    parser.add_argument("--csv", type=Path, default=None, help="also write the rows here")
+    args = parser.parse_args(argv)
+
+    if args.threads > 0:
+        torch.set_num_threads(args.threads)
+    device = pick_device(args.device)
+    torch.manual_seed(0)
+    clock = pick_clock(args.clock, device)
+    print(describe_device(device), "| clock", clock.__name__)
+    rows = []
+    for model_name in args.models.split(","):
+        is_mlp = model_name == "mlp400"
+        batches = args.batches if is_mlp else args.resnet_batches
+        steps = args.steps if is_mlp else args.resnet_steps
+        rounds = args.rounds if is_mlp else max(2, args.rounds // 2)
+        for batch in (int(b) for b in batches.split(",")):
+            for trans_name in args.trans.split(","):
+                for replay in args.replay.split(","):
+                    row = throughput_row(
+                        model_name, batch, trans_name, replay == "yes", steps, rounds, device, clock
+                    )
+                    if row is not None:
+                        rows.append(row)
+                        print(format_table([row], COLUMNS).splitlines()[-1], flush=True)
+    print()
+    print(format_table(rows, COLUMNS))
+    if args.candidates > 0:
+        scoring = scoring_rows(int(args.eval_batch), args.candidates, device, clock)
+        if scoring:
+            print()
+            print(format_table(scoring, list(scoring[0])))
+    if args.csv is not None and rows:
+        with open(args.csv, "w", newline="") as handle:
+            writer = csv.DictWriter(handle, fieldnames=COLUMNS + ["device"])
+            writer.writeheader()
+            for row in rows:
+                writer.writerow({**row, "device": describe_device(device)})
+    return rows
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,70 @@
+"""mem_manage=gdumb: GDumb's greedy class-balanced sampler (Prabhu et al., ECCV 2020)."""
+
+from __future__ import annotations
+
+import numpy as np
+import torch
+
+from memory.base import MEMORIES, Memory
+
+
+@MEMORIES.register("gdumb")
+class GreedyBalancedMemory(Memory):
+    """Store while there is room; once full, a sample whose class holds fewer than
+    capacity // (classes seen) evicts a random sample of the largest class, else it is dropped.
+
+    The rule is sequential by definition (each decision depends on the counts the previous
+    ones left), so observe() walks the batch with O(1) work per sample on plain integers; the
+    class-count argmax runs only on evictions.
+    """
+
+    streaming = True
+
+    def __init__(self, capacity: int, seed: int) -> None:
+        super().__init__(capacity, seed, class_balanced=True)
+        self.seen_classes = np.zeros(0, dtype=bool)
+
+    def observe(self, indices: torch.Tensor, labels: torch.Tensor, n_exposed: int) -> None:
+        if self.capacity == 0 or len(indices) == 0:
+            return
+        n_classes = max(int(labels.max()) + 1, len(self.seen_classes), n_exposed)
+        seen = np.zeros(n_classes, dtype=bool)
+        seen[: len(self.seen_classes)] = self.seen_classes
+        stored_index, stored_label = self.indices.tolist(), self.labels.tolist()
+        members: list[list[int]] = [[] for _ in range(n_classes)]
+        for slot, label in enumerate(stored_label):
+            members[label].append(slot)
+        counts = np.bincount(np.asarray(stored_label, dtype=np.int64), minlength=n_classes)
+        n_seen = int(seen.sum())
+        for index, label in zip(indices.tolist(), labels.tolist(), strict=True):
+            if not seen[label]:
+                seen[label] = True
+                n_seen += 1
+            if len(stored_index) < self.capacity:
+                members[label].append(len(stored_index))
+                stored_index.append(index)
+                stored_label.append(label)
+                counts[label] += 1
+                continue
+            if counts[label] >= self.capacity // n_seen:
+                continue
+            largest = np.flatnonzero(counts == counts.max())
+            victim_class = int(largest[self.rng.integers(len(largest))])
+            victims = members[victim_class]
+            position = int(self.rng.integers(len(victims)))
+            slot = victims[position]
+            victims[position] = victims[-1]
+            victims.pop()
+            counts[victim_class] -= 1
+            stored_index[slot], stored_label[slot] = index, label
+            members[label].append(slot)
+            counts[label] += 1
+        self.seen_classes = seen
+        self.indices = torch.tensor(stored_index, dtype=torch.long)
+        self.labels = torch.tensor(stored_label, dtype=torch.long)
+
+    def extra_state(self) -> dict[str, np.ndarray | int | float]:
+        return {"seen_classes": self.seen_classes.copy()}
+
+    def load_extra_state(self, state: dict[str, np.ndarray]) -> None:
+        self.seen_classes = np.asarray(state["seen_classes"], dtype=bool)

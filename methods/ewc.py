@@ -1,0 +1,58 @@
+"""mode=ewc: online EWC (Schwarz et al. 2018) on top of experience replay, as in the paper."""
+
+from __future__ import annotations
+
+import torch
+
+from methods.base import METHODS
+from methods.regularization import RegularizedReplay, diagonal_fisher, penalized_parameters
+
+
+@METHODS.register("ewc")
+class EWC(RegularizedReplay):
+    """After each task F ← gamma·F + F_task and θ* ← θ; every step adds reg_coef/2·Σ F(θ−θ*)².
+
+    F_task is the diagonal Fisher on up to fisher_samples samples of the task ∪ the memory.
+    The head is left out of the penalty (its rows grow with the classes).
+    """
+
+    def __init__(self, trainer) -> None:
+        super().__init__(trainer)
+        self.task_indices = torch.empty(0, dtype=torch.long)
+
+    @property
+    def penalty_scale(self) -> float:
+        return float(self.options.reg_coef) / 2.0
+
+    def end_stream(self, task_id: int, task_indices: torch.Tensor, streamed: bool) -> None:
+        super().end_stream(task_id, task_indices, streamed)
+        self.task_indices = task_indices
+
+    def after_task(self, task_id: int) -> None:
+        task_fisher = self.task_fisher()
+        gamma = float(self.options.gamma)
+        importance = {
+            name: gamma * self.importance[name] + value if name in self.importance else value
+            for name, value in task_fisher.items()
+        }
+        self.consolidate(importance)
+
+    def state_dict(self) -> dict[str, torch.Tensor]:
+        return {**super().state_dict(), "task_indices": self.task_indices}
+
+    def load_state_dict(self, state: dict[str, torch.Tensor]) -> None:
+        super().load_state_dict(state)
+        self.task_indices = state["task_indices"].cpu()
+
+    def task_fisher(self) -> dict[str, torch.Tensor]:
+        """The Fisher of the task just trained, on a random subset of task ∪ memory samples."""
+        pool = torch.cat([self.task_indices, self.memory.indices])
+        n_samples = int(self.options.fisher_samples)
+        if 0 < n_samples < len(pool):
+            pool = pool[torch.randperm(len(pool))[:n_samples]]
+        trainer = self.trainer
+        batches = (
+            trainer.augmenter.normalize(trainer.fetch_images(chunk))
+            for chunk in pool.split(int(trainer.cfg.batchsize))
+        )
+        return diagonal_fisher(self.model, batches, list(penalized_parameters(self.model)))

@@ -1,0 +1,67 @@
+"""The benchmark scripts still run at toy sizes (no timing asserts: their numbers vary)."""
+
+from __future__ import annotations
+
+import csv
+import math
+
+import pytest
+import torch
+
+from bench import end_to_end, throughput
+
+
+def test_throughput_bench_runs_every_kind_of_row(tmp_path, capsys):
+    threads = torch.get_num_threads()
+    out = tmp_path / "throughput.csv"
+    rows = throughput.main(
+        [
+            "--device=cpu",
+            "--models=mlp400,resnet32",
+            "--batches=4",
+            "--resnet-batches=2",
+            "--steps=2",
+            "--resnet-steps=1",
+            "--rounds=1",
+            "--trans=none,cutmix+autoaug",
+            "--replay=no,yes",
+            "--candidates=40",
+            "--eval-batch=16",
+            "--threads=0",
+            f"--csv={out}",
+        ]
+    )
+    assert torch.get_num_threads() == threads  # --threads=0 leaves the process alone
+    printed = capsys.readouterr().out
+    assert printed.startswith("cpu:")  # the device is recorded with the numbers
+    assert len(rows) == 8
+    assert {(r["model"], r["trans"], r["replay"]) for r in rows} >= {
+        ("mlp400", "cutmix+autoaug", "yes"),
+        ("resnet32", "none", "no"),
+    }
+    assert all(r["ratio"] > 0 and math.isfinite(r["ratio"]) for r in rows)
+    assert [r["batch"] for r in rows if r["model"] == "mlp400"] == [4, 8, 4, 8]
+    assert "candidate-perturbations/s" in printed
+    with open(out) as handle:
+        assert len(list(csv.DictReader(handle))) == 8
+
+
+@pytest.mark.slow
+def test_end_to_end_bench_measures_runs_and_skips_unknown_modes(tmp_path, capsys):
+    out = tmp_path / "e2e.csv"
+    rows = end_to_end.main(
+        [
+            "--modes=er,no_such_mode",
+            "--base=dataset=digits n_epoch=1 mem_size=50 num_threads=1",
+            "--concurrent=2",
+            f"--csv={out}",
+        ]
+    )
+    assert "skip mode=no_such_mode" in capsys.readouterr().out
+    assert [r["jobs"] for r in rows] == [1, 2, 2]
+    for row in rows:
+        assert row["status"] == "complete", row["status"]
+        assert row["wall_s"] > 0 and row["cpu_s"] > 0 and row["peak_rss_mb"] > 50
+        assert 0 <= row["A_last"] <= 100
+    with open(out) as handle:
+        assert len(list(csv.DictReader(handle))) == 3

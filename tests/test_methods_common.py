@@ -1,0 +1,70 @@
+"""The baselines' shared contract: registered, default memories, tensor-only state that reloads."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+import torch
+
+from datasets import load_dataset
+from memory import MEMORIES
+from methods import METHODS
+from runner.app import build_split, seed_everything
+from runner.results import ResultWriter
+from runner.trainer import Trainer
+from tests.conftest import compose_config
+
+BASELINES = ["gdumb", "icarl", "ewc", "rwalk", "bic"]
+DEFAULT_MEMORY = {
+    "gdumb": "gdumb",
+    "icarl": "prototype",
+    "bic": "prototype",
+    "ewc": "reservoir",
+    "rwalk": "reservoir",
+}
+
+
+def build_trainer(run_dir: Path, overrides: list[str]) -> Trainer:
+    """A Trainer on digits, as runner.app.run builds it, for driving tasks one by one."""
+    cfg = compose_config([*overrides, "progress=false"])
+    data = load_dataset(cfg.dataset.name, str(cfg.data_root), False, None)
+    split = build_split(cfg, data)
+    seed_everything(int(cfg.seed))
+    writer = ResultWriter(Path(run_dir), tensorboard=False)
+    trainer = Trainer(cfg, data, split, torch.device("cpu"), writer)
+    trainer.task_id = 0
+    return trainer
+
+
+@pytest.mark.parametrize("mode", BASELINES)
+def test_default_memory_is_the_papers_choice(mode):
+    cfg = compose_config([f"mode={mode}"])
+    assert cfg.mem_manage.name == DEFAULT_MEMORY[mode]
+    assert METHODS.get(mode).name == mode
+    MEMORIES.get(cfg.mem_manage.name)
+
+
+def test_a_memory_choice_on_the_command_line_wins():
+    assert compose_config(["mode=icarl", "mem_manage=random"]).mem_manage.name == "random"
+
+
+@pytest.mark.parametrize("mode", ["icarl", "ewc", "rwalk", "bic"])
+def test_state_is_tensors_only_and_reloads_into_a_fresh_method(tmp_path, mode):
+    overrides = [f"mode={mode}", "exp=disjoint", "n_epoch=1", "mem_size=60"]
+    trainer = build_trainer(tmp_path / "a", overrides)
+    for task_id in range(2):
+        trainer.train_task(task_id, trainer.split.train_tasks[task_id])
+    state = trainer.method.state_dict()
+    assert state and all(isinstance(value, torch.Tensor) for value in state.values())
+
+    fresh = build_trainer(tmp_path / "b", overrides)
+    fresh.model.grow(trainer.n_exposed)
+    fresh.model.load_state_dict(trainer.model.state_dict())
+    fresh.method.load_state_dict(state)
+    reloaded = fresh.method.state_dict()
+    assert reloaded.keys() == state.keys()
+    for key, value in state.items():
+        assert torch.equal(reloaded[key].cpu(), value.cpu()), key
+    x = fresh.augmenter.normalize(fresh.test_x[:32])
+    assert torch.allclose(fresh.method.predict(x), trainer.method.predict(x))

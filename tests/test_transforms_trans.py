@@ -1,0 +1,144 @@
+"""TRANS augmentations: shapes and dtypes, per-image draws, cutmix's exact lambda, bad names."""
+
+import math
+
+import pytest
+import torch
+from torchvision.transforms.v2 import functional as F
+
+from runner import transforms
+from runner.augment import BATCH_MIXES, IMAGE_TRANSFORMS, Augmenter, MixedBatch
+from runner.registry import ChoiceError
+
+SHAPES = [(1, 8), (1, 28), (3, 32)]  # digits, MNIST-like, CIFAR-like
+
+
+def batch_of(channels: int, side: int, n: int = 64, seed: int = 0) -> torch.Tensor:
+    generator = torch.Generator().manual_seed(seed)
+    return torch.randint(0, 256, (n, channels, side, side), dtype=torch.uint8, generator=generator)
+
+
+@pytest.mark.parametrize(("channels", "side"), SHAPES)
+@pytest.mark.parametrize("name", ["cutout", "randaug", "autoaug"])
+def test_image_transforms_keep_shape_dtype_and_change_pixels(name, channels, side):
+    torch.manual_seed(0)
+    images = batch_of(channels, side)
+    out = IMAGE_TRANSFORMS[name](images)
+    assert out.shape == images.shape and out.dtype == torch.uint8
+    assert (out != images).any()
+
+
+@pytest.mark.parametrize(("channels", "side"), SHAPES)
+@pytest.mark.parametrize(
+    "trans", [["cutmix"], ["cutout"], ["randaug"], ["autoaug"], ["cutmix", "autoaug"]]
+)
+def test_every_trans_choice_trains_a_batch(trans, channels, side):
+    torch.manual_seed(1)
+    augmenter = Augmenter(
+        trans, [0.5] * channels, [0.25] * channels, True, side, torch.device("cpu")
+    )
+    labels = torch.arange(32) % 10
+    batch = augmenter.train_batch(batch_of(channels, side, n=32), labels)
+    assert batch.x.shape == (32, channels, side, side) and batch.x.dtype == torch.float32
+    assert torch.isfinite(batch.x).all()
+
+
+@pytest.mark.parametrize("name", ["randaug", "autoaug", "cutout"])
+def test_identical_images_in_one_batch_get_different_draws(name):
+    torch.manual_seed(2)
+    images = batch_of(1, 28, n=1).expand(64, -1, -1, -1).contiguous()
+    out = IMAGE_TRANSFORMS[name](images)
+    distinct = torch.unique(out.flatten(1), dim=0)
+    assert len(distinct) > 8  # torchvision's batch call would give 1 (one draw per batch)
+
+
+def test_grouped_operations_equal_torchvision_on_each_image():
+    images = batch_of(3, 16, n=6, seed=3)
+    operation = torch.tensor([1, 1, 5, 13, 0, 10])  # ShearX, ShearX, Rotate, Equalize, -, Posterize
+    magnitude = torch.tensor([0.2, -0.2, 20.0, 0.0, 0.0, 4.0])
+    out = transforms.apply_operations(images, transforms.AUTOAUG_OPERATIONS, operation, magnitude)
+    shear = math.degrees(math.atan(0.2))
+    nearest = F.InterpolationMode.NEAREST
+    expected = [
+        F.affine(images[0], angle=0.0, translate=[0, 0], scale=1.0, shear=[shear, 0.0],
+                 interpolation=nearest, fill=0, center=[0, 0]),
+        F.affine(images[1], angle=0.0, translate=[0, 0], scale=1.0, shear=[-shear, 0.0],
+                 interpolation=nearest, fill=0, center=[0, 0]),
+        F.rotate(images[2], angle=20.0, interpolation=nearest, fill=0),
+        F.equalize(images[3]),
+        images[4],
+        F.posterize(images[5], 4),
+    ]  # fmt: skip
+    for got, want in zip(out, expected, strict=True):
+        assert torch.equal(got, want)
+
+
+def test_magnitude_scales_follow_torchvision():
+    assert transforms.operation_magnitude("Rotate", 9, 10, 32, 32) == pytest.approx(30.0)
+    assert transforms.operation_magnitude("TranslateX", 30, 31, 28, 28) == pytest.approx(
+        150 / 331 * 28
+    )
+    assert transforms.operation_magnitude("Posterize", 9, 10, 32, 32) == 4.0
+    assert transforms.operation_magnitude("Solarize", 0, 10, 32, 32) == 1.0
+
+
+def test_cutout_paints_a_clipped_grey_square():
+    torch.manual_seed(4)
+    images = torch.zeros(200, 1, 28, 28, dtype=torch.uint8)
+    out = transforms.cutout(images, 14)
+    painted = (out == transforms.GREY).flatten(1).sum(1)
+    assert painted.max() == 14 * 14 and painted.min() >= 7 * 7  # full inside, clipped at edges
+
+
+def test_random_rotation_by_zero_is_identity_and_keeps_dtype():
+    images = batch_of(3, 8, n=4)
+    assert torch.equal(transforms.random_rotation(images, 0.0), images)
+    assert transforms.random_rotation(images, 90.0).dtype == torch.uint8
+
+
+@pytest.mark.parametrize("lam", [0.1, 0.37, 0.5, 0.93])
+def test_cutmix_box_area_approximates_one_minus_lambda(lam):
+    top, bottom, left, right = transforms.cutmix_box(32, 32, lam, 16, 16)
+    cut = int(32 * math.sqrt(1 - lam)) // 2 * 2
+    assert (bottom - top, right - left) == (cut, cut)
+
+
+def test_cutmix_lambda_is_the_exact_pixel_ratio_and_labels_follow_the_pixels():
+    torch.manual_seed(5)
+    size = 8
+    # Image i is filled with the value i, so each pixel tells where it came from.
+    x = torch.arange(size, dtype=torch.float32).view(size, 1, 1, 1).expand(size, 1, 12, 12)
+    y = torch.arange(size) + 100
+    mixed_batches = 0
+    for _ in range(40):
+        batch = transforms.cutmix(MixedBatch(x.clone(), y))
+        if batch.y_mix is None:
+            assert torch.equal(batch.x, x)
+            continue
+        mixed_batches += 1
+        for i in range(size):
+            own = (batch.x[i] == i).float().mean().item()
+            partner = int(batch.y_mix[i]) - 100
+            if partner != i:
+                assert own == pytest.approx(batch.lam)
+                assert (batch.x[i] == partner).float().mean().item() == pytest.approx(1 - batch.lam)
+        assert torch.equal(batch.y, y)
+    assert 10 < mixed_batches < 30  # probability 0.5 per batch
+
+
+def test_cutmix_is_registered_as_a_batch_mix_and_does_not_mix_twice():
+    assert BATCH_MIXES["cutmix"] is transforms.cutmix
+    already = MixedBatch(
+        torch.zeros(4, 1, 8, 8),
+        torch.zeros(4, dtype=torch.long),
+        torch.ones(4, dtype=torch.long),
+        0.3,
+    )
+    assert transforms.cutmix(already, probability=1.0) is already
+
+
+def test_unknown_trans_entry_names_the_valid_ones():
+    with pytest.raises(
+        ChoiceError, match="unknown trans entry .mixup.*autoaug, cutout, randaug, cutmix"
+    ):
+        Augmenter(["mixup"], [0.5], [0.25], False, 8, torch.device("cpu"))
