@@ -12,6 +12,22 @@ class DatasetError(RuntimeError):
     """A missing, corrupt or unknown data set; the message says where we looked and what to do."""
 
 
+def torchvision_download(name: str, data_root: str) -> None:
+    """Fetch a data set with torchvision's downloader (opt-in download=true; never in tests)."""
+    import torchvision.datasets as tv
+
+    dataset_class = {
+        "mnist": tv.MNIST,
+        "fashion_mnist": tv.FashionMNIST,
+        "cifar10": tv.CIFAR10,
+        "cifar100": tv.CIFAR100,
+    }[name]
+    try:
+        dataset_class(root=data_root, train=True, download=True)
+    except Exception as error:  # noqa: BLE001 - report any network/disk failure as DatasetError
+        raise DatasetError(f"Downloading {name} into {data_root} failed: {error}") from error
+
+
 class ImageSource(Protocol):
     """Images indexed by a tensor of positions: a plain uint8 tensor or a lazy folder reader."""
 

@@ -9,7 +9,7 @@ from typing import Any
 import numpy as np
 import torch
 
-from datasets.base import DatasetError, ImageData
+from datasets.base import DatasetError, ImageData, torchvision_download
 from datasets.folder import channel_stats, load_image_folder, resize_images
 
 try:  # numpy >= 2
@@ -163,7 +163,7 @@ def load_cifar(
         if (folder / first_train).is_file():
             return load_cifar_pickles(name, folder, image_size)
     if download:
-        _download(name, data_root)
+        torchvision_download(name, data_root)
         return load_cifar_pickles(name, pickles[0], image_size)
     looked = "; ".join(
         [f"{root}/train/<class>/*.png" for root in folders]
@@ -175,14 +175,3 @@ def load_cifar(
         f"({PICKLE_LAYOUT[name]['folder']}) into data_root, or set download=true to let "
         "torchvision fetch it."
     )
-
-
-def _download(name: str, data_root: str) -> None:
-    """Fetch the python pickles with torchvision (needs network; never used in tests)."""
-    import torchvision.datasets as tv
-
-    dataset_class = tv.CIFAR10 if name == "cifar10" else tv.CIFAR100
-    try:
-        dataset_class(root=data_root, train=True, download=True)
-    except Exception as error:  # noqa: BLE001 - report any network/disk failure as DatasetError
-        raise DatasetError(f"Downloading {name} into {data_root} failed: {error}") from error

@@ -9,7 +9,7 @@ from pathlib import Path
 import numpy as np
 import torch
 
-from datasets.base import DatasetError, ImageData
+from datasets.base import DatasetError, ImageData, torchvision_download
 from datasets.folder import channel_stats, resize_images
 
 IDX_FILES = {
@@ -100,17 +100,6 @@ def _missing_message(name: str, folders: list[Path]) -> str:
     )
 
 
-def _download(name: str, data_root: str) -> None:
-    """Fetch the IDX files with torchvision (needs network; never used in tests)."""
-    import torchvision.datasets as tv
-
-    dataset_class = tv.MNIST if name == "mnist" else tv.FashionMNIST
-    try:
-        dataset_class(root=data_root, train=True, download=True)
-    except Exception as error:  # noqa: BLE001 - report any network/disk failure as DatasetError
-        raise DatasetError(f"Downloading {name} into {data_root} failed: {error}") from error
-
-
 def load_idx_dataset(
     name: str, data_root: str, download: bool = False, image_size: int | None = None
 ) -> ImageData:
@@ -118,7 +107,7 @@ def load_idx_dataset(
     folders = idx_folders(name, data_root)
     files = next((found for folder in folders if (found := find_idx_files(folder))), None)
     if files is None and download:
-        _download(name, data_root)
+        torchvision_download(name, data_root)
         files = find_idx_files(folders[3])
     if files is None:
         raise DatasetError(_missing_message(name, folders))
