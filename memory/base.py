@@ -25,6 +25,21 @@ class SelectionContext:
     device: torch.device
     batchsize: int = 1024
 
+    @torch.inference_mode()
+    def map_batches(
+        self, indices: torch.Tensor, apply: Callable[[torch.Tensor], torch.Tensor]
+    ) -> list[torch.Tensor]:
+        """`apply` to the uint8 images of `indices`, batch by batch, with the model in eval mode."""
+        was_training = self.model.training
+        self.model.eval()
+        try:
+            return [
+                apply(self.fetch_images(indices[start : start + self.batchsize]))
+                for start in range(0, len(indices), self.batchsize)
+            ]
+        finally:
+            self.model.train(was_training)
+
 
 class Memory:
     """A fixed-capacity memory of training-set indices with their labels.

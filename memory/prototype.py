@@ -74,13 +74,7 @@ def _herd_block(
 def extract_features(indices: torch.Tensor, context: SelectionContext) -> torch.Tensor:
     """The model's features of training samples, in eval mode, batch by batch."""
     model = context.model
-    was_training = model.training
-    model.eval()
-    chunks = []
-    for start in range(0, len(indices), context.batchsize):
-        images = context.fetch_images(indices[start : start + context.batchsize])
-        chunks.append(model.features(context.normalize(images)))
-    model.train(was_training)
+    chunks = context.map_batches(indices, lambda images: model.features(context.normalize(images)))
     if not chunks:
         return torch.empty(0, getattr(model, "feature_dim", 0), device=context.device)
     return torch.cat(chunks)

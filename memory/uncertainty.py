@@ -57,15 +57,11 @@ def perturbed_predictions(
 ) -> torch.Tensor:
     """(N, K) labels the model predicts for each candidate under each perturbation."""
     model = context.model
-    was_training = model.training
-    model.eval()
-    chunks = []
-    for start in range(0, len(indices), context.batchsize):
-        images = context.fetch_images(indices[start : start + context.batchsize])
-        votes = [model(context.normalize(view(images))).argmax(1) for view in views]
-        chunks.append(torch.stack(votes, dim=1))
-    model.train(was_training)
-    return torch.cat(chunks).cpu()
+
+    def votes(images: torch.Tensor) -> torch.Tensor:
+        return torch.stack([model(context.normalize(view(images))).argmax(1) for view in views], 1)
+
+    return torch.cat(context.map_batches(indices, votes)).cpu()
 
 
 @MEMORIES.register("uncertainty")

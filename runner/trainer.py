@@ -152,7 +152,8 @@ class Trainer:
         Interpolations are resolved in place first: reading a `${...}` value costs ~0.1 ms, and
         methods read some (mem_batchsize) on every step.
         """
-        OmegaConf.resolve(self.cfg)
+        if not OmegaConf.is_readonly(self.cfg):
+            OmegaConf.resolve(self.cfg)
         self.log_every = int(self.cfg.log_every)
         keep_freed_memory()
         on_gpu = self.device.type == "cuda"
