@@ -107,6 +107,7 @@ class Trainer:
         self.online = cfg.stream.name == "online" and not self.method.offline_only
         self.global_step = 0
         self.task_epoch = 0  # passes so far in the current task (for warmup_epochs)
+        self._warm_lrs: list[float] | None = None  # the lrs a warm-up pass lowered
         self.record = RunRecord()
         self.checkpointer: Checkpointer | None = None  # set by runner.app; None: no checkpoints
         self.first_task = 0  # a resumed run starts at this task ...
@@ -433,7 +434,7 @@ class Trainer:
             "optimizer": None if self.optimizer is None else self.optimizer.state_dict(),
             "scheduler": None if self.scheduler is None else self.scheduler.state_dict(),
             "task_epoch": self.task_epoch,
-            "warm_lrs": getattr(self, "_warm_lrs", None),
+            "warm_lrs": self._warm_lrs,
             "method": self.method.state_dict(),
             "memory": self.memory.state_dict(),
             "running": {name: getattr(self, name) for name in RUNNING_STATE},
