@@ -27,15 +27,22 @@ class SelectionContext:
 
     @torch.inference_mode()
     def map_batches(
-        self, indices: torch.Tensor, apply: Callable[[torch.Tensor], torch.Tensor]
+        self,
+        indices: torch.Tensor,
+        apply: Callable[[torch.Tensor], torch.Tensor],
+        batchsize: int | None = None,
     ) -> list[torch.Tensor]:
-        """`apply` to the uint8 images of `indices`, batch by batch, with the model in eval mode."""
+        """`apply` to the uint8 images of `indices`, batch by batch, with the model in eval mode.
+
+        Batches hold `batchsize` indices (default: the context's `batchsize`).
+        """
+        size = self.batchsize if batchsize is None else max(1, int(batchsize))
         was_training = self.model.training
         self.model.eval()
         try:
             return [
-                apply(self.fetch_images(indices[start : start + self.batchsize]))
-                for start in range(0, len(indices), self.batchsize)
+                apply(self.fetch_images(indices[start : start + size]))
+                for start in range(0, len(indices), size)
             ]
         finally:
             self.model.train(was_training)
@@ -96,7 +103,8 @@ class Memory:
         """n memory indices drawn without replacement (all of them if fewer are stored)."""
         if len(self) <= n:
             return self.indices.clone()
-        return self.indices[torch.from_numpy(self.rng.choice(len(self), n, replace=False))]
+        drawn = torch.from_numpy(self.rng.choice(len(self), n, replace=False))
+        return self.indices.index_select(0, drawn)
 
     def class_counts(self, n_classes: int) -> torch.Tensor:
         return torch.bincount(self.labels, minlength=n_classes)

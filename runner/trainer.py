@@ -5,7 +5,7 @@ from __future__ import annotations
 import logging
 import math
 import time
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 
 import numpy as np
 import torch
@@ -18,11 +18,20 @@ from datasets.splits import TaskSplit
 from memory import MEMORIES, SelectionContext
 from methods import METHODS
 from runner.augment import Augmenter
-from runner.checkpoint import Checkpointer, rng_state, set_rng_state
+from runner.checkpoint import Checkpointer
 from runner.config_check import ConfigError
 from runner.metrics import a_avg, forgetting
 from runner.models import MixedPrecision, keep_freed_memory, optimize_model
 from runner.results import ResultWriter
+from runner.run_state import (
+    MEMORY_PHASE,
+    STREAM_PHASE,
+    ResumePoint,
+    RunRecord,
+    StreamPosition,
+    load_trainer_state,
+    trainer_state_dict,
+)
 
 log = logging.getLogger(__name__)
 
@@ -39,35 +48,6 @@ class Evaluation:
     accuracy_topk: float
     group_accuracy: np.ndarray
     class_accuracy: np.ndarray
-
-
-@dataclass
-class RunRecord:
-    """What the run has measured so far: enough to compute every metric."""
-
-    task_accuracy: list[float] = field(default_factory=list)
-    acc_matrix: list[np.ndarray] = field(default_factory=list)
-    untrained_group_accuracy: np.ndarray | None = None
-    seconds: float = 0.0
-
-
-STREAM_PHASE, MEMORY_PHASE = 0, 1  # a task's stream (online pass or epochs), then memory epochs
-RUNNING_STATE = ("loss_sum", "correct_sum", "seen_sum", "window_steps")  # the log window
-RUNNING_STATE += ("task_loss_sum", "task_steps")  # the task's train_loss column
-
-
-@dataclass
-class StreamPosition:
-    """Where a checkpointed run stands: a task and, inside it, how far its data stream got."""
-
-    task: int = 0
-    inside: bool = False  # False: at the start of `task`; True: inside it, as below
-    phase: int = STREAM_PHASE
-    epoch: int = 0  # epoch within the phase
-    batch: int = 0  # samples of the epoch (or online pass) already trained on
-    order: torch.Tensor | None = None  # the epoch's shuffled order (None for the online pass)
-    warm: bool = False  # the epoch runs at the warm-up lr
-    seconds: float = 0.0  # wall-clock seconds the task had run
 
 
 class Trainer:
@@ -107,12 +87,11 @@ class Trainer:
         self.online = cfg.stream.name == "online" and not self.method.offline_only
         self.global_step = 0
         self.task_epoch = 0  # passes so far in the current task (for warmup_epochs)
-        self._warm_lrs: list[float] | None = None  # the lrs a warm-up pass lowered
+        self.warm_lrs: list[float] | None = None  # the lrs a warm-up pass lowered
         self.record = RunRecord()
         self.checkpointer: Checkpointer | None = None  # set by runner.app; None: no checkpoints
-        self.first_task = 0  # a resumed run starts at this task ...
-        self.resume_at: StreamPosition | None = None  # ... and here inside it, if it stopped there
-        self._run_started = self._task_started = time.perf_counter()
+        self.resume = ResumePoint()  # where load_state_dict() says the run picks up
+        self.run_started = self.task_started = time.perf_counter()
         self.optimizer: torch.optim.Optimizer | None = None
         self.scheduler = None
         self.progress: tqdm | None = None
@@ -177,6 +156,7 @@ class Trainer:
     # --- steps and epochs -------------------------------------------------------------------
 
     def _reset_running(self) -> None:
+        """Zero the log window's and the task's running sums (run_state.RUNNING_STATE)."""
         zero = torch.zeros((), device=self.device)
         self.loss_sum, self.correct_sum, self.seen_sum = zero.clone(), zero.clone(), 0
         self.window_steps = 0
@@ -265,7 +245,7 @@ class Trainer:
         warm = self.task_epoch < int(self.cfg.get("warmup_epochs", 0))
         self.task_epoch += 1
         if warm:
-            self._warm_lrs = [group["lr"] for group in self.optimizer.param_groups]
+            self.warm_lrs = [group["lr"] for group in self.optimizer.param_groups]
             for group in self.optimizer.param_groups:
                 group["lr"] *= 0.1
         return warm
@@ -273,7 +253,7 @@ class Trainer:
     def _end_epoch(self, warm: bool) -> None:
         """Restore the lr after a warm-up pass (the schedule starts after it), else step it."""
         if warm:
-            for group, lr in zip(self.optimizer.param_groups, self._warm_lrs, strict=True):
+            for group, lr in zip(self.optimizer.param_groups, self.warm_lrs, strict=True):
                 group["lr"] = lr
         else:
             self.scheduler.step()
@@ -297,31 +277,31 @@ class Trainer:
         self._end_epoch(warm)
 
     def train_task(self, task_id: int, task_indices: torch.Tensor) -> None:
-        """Everything that happens between two evaluations (from resume_at when resuming)."""
+        """Everything that happens between two evaluations (from self.resume when resuming)."""
         self.task_id = task_id
         self.n_exposed = self.split.exposed[task_id]
-        if self.resume_at is None:  # a run resumed inside the task has restored all of this
+        if self.resume.position is None:  # a run resumed inside the task has restored all this
             self.model.grow(self.n_exposed)
             self.new_optimizer()
             self.task_epoch = 0
             self.method.before_task(task_id)
         if self.online:
-            if not self._already_done(STREAM_PHASE, 0):
-                self.online_pass(task_indices, self._continue_at(STREAM_PHASE, 0))
+            if not self.resume.already_done(STREAM_PHASE, 0):
+                self.online_pass(task_indices, self.resume.continue_at(STREAM_PHASE, 0))
         else:
             for epoch in range(int(self.cfg.n_epoch)):
-                if self._already_done(STREAM_PHASE, epoch):
+                if self.resume.already_done(STREAM_PHASE, epoch):
                     continue
-                resume_at = self._continue_at(STREAM_PHASE, epoch)
+                resume_at = self.resume.continue_at(STREAM_PHASE, epoch)
                 pool = resume_at.order if resume_at else self.method.offline_pool(task_indices)
                 if len(pool):
                     self.run_epoch(pool, STREAM_PHASE, epoch, resume_at)
-        if self.resume_at is None:  # else the run stopped in a memory epoch, after this update
+        if self.resume.position is None:  # else it stopped in a memory epoch, after this update
             self.method.end_stream(task_id, task_indices, streamed=self.online)
         for epoch in range(self.method.memory_epochs(self.online)):
-            if self._already_done(MEMORY_PHASE, epoch):
+            if self.resume.already_done(MEMORY_PHASE, epoch):
                 continue
-            resume_at = self._continue_at(MEMORY_PHASE, epoch)
+            resume_at = self.resume.continue_at(MEMORY_PHASE, epoch)
             pool = resume_at.order if resume_at else self.method.memory_pool()
             if len(pool):
                 self.run_epoch(pool, MEMORY_PHASE, epoch, resume_at)
@@ -369,15 +349,15 @@ class Trainer:
 
     def run(self) -> RunRecord:
         """Train and evaluate every task, writing results after each one."""
-        if self.first_task == 0 and self.resume_at is None:
+        if self.resume.first_task == 0 and self.resume.position is None:
             self.task_id = 0
             self.record.untrained_group_accuracy = self.evaluate().group_accuracy
-        started = self._run_started = time.perf_counter() - self.record.seconds
+        started = self.run_started = time.perf_counter() - self.record.seconds
         for task_id, task_indices in enumerate(self.split.train_tasks):
-            if task_id < self.first_task:
+            if task_id < self.resume.first_task:
                 continue
-            done_before = 0.0 if self.resume_at is None else self.resume_at.seconds
-            task_started = self._task_started = time.perf_counter() - done_before
+            done_before = 0.0 if self.resume.position is None else self.resume.position.seconds
+            task_started = self.task_started = time.perf_counter() - done_before
             self.progress = tqdm(
                 total=0,
                 desc=f"task {task_id + 1}/{self.split.n_tasks}",
@@ -398,20 +378,7 @@ class Trainer:
         self.record.seconds = time.perf_counter() - started
         return self.record
 
-    # --- checkpoints (runner/checkpoint.py writes and reads the file) ----------------------
-
-    def _already_done(self, phase: int, epoch: int) -> bool:
-        """Whether a run resumed inside this task had finished this epoch before it stopped."""
-        at = self.resume_at
-        return at is not None and (phase, epoch) < (at.phase, at.epoch)
-
-    def _continue_at(self, phase: int, epoch: int) -> StreamPosition | None:
-        """The saved position if the resumed run stopped inside this epoch (handed out once)."""
-        at = self.resume_at
-        if at is None or (at.phase, at.epoch) != (phase, epoch):
-            return None
-        self.resume_at = None
-        return at
+    # --- checkpoints (runner/run_state.py says what they hold, runner/checkpoint.py writes them)
 
     def _checkpoint_inside(
         self, phase: int, epoch: int, batch: int, order: torch.Tensor | None, warm: bool
@@ -419,66 +386,17 @@ class Trainer:
         """A mid-task checkpoint once checkpoint_every steps have passed since the last one."""
         if self.checkpointer is None or not self.checkpointer.due(self.global_step):
             return
-        seconds = time.perf_counter() - self._task_started
+        seconds = time.perf_counter() - self.task_started
         position = StreamPosition(self.task_id, True, phase, epoch, batch, order, warm, seconds)
         self.checkpointer.save(self.state_dict(position))
 
     def state_dict(self, position: StreamPosition) -> dict:
         """Everything needed to continue this run exactly from `position`."""
-        record = self.record
-        return {
-            "position": dict(vars(position)),
-            "global_step": self.global_step,
-            "head_size": self.model.n_classes,
-            "model": self.model.state_dict(),
-            "optimizer": None if self.optimizer is None else self.optimizer.state_dict(),
-            "scheduler": None if self.scheduler is None else self.scheduler.state_dict(),
-            "task_epoch": self.task_epoch,
-            "warm_lrs": self._warm_lrs,
-            "method": self.method.state_dict(),
-            "memory": self.memory.state_dict(),
-            "running": {name: getattr(self, name) for name in RUNNING_STATE},
-            "record": {
-                "task_accuracy": list(record.task_accuracy),
-                "acc_matrix": list(record.acc_matrix),
-                "untrained_group_accuracy": record.untrained_group_accuracy,
-                "seconds": time.perf_counter() - self._run_started,
-            },
-            "results": self.writer.state_dict(),
-            "rng": rng_state(),
-        }
+        return trainer_state_dict(self, position)
 
     def load_state_dict(self, state: dict) -> None:
         """Continue from a checkpoint (before run()); the random streams are restored last."""
-        self.global_step = int(state["global_step"])
-        self.n_exposed = int(state["head_size"])
-        self.model.grow(self.n_exposed)
-        self.model.load_state_dict(state["model"])
-        if state["optimizer"] is not None:
-            self.new_optimizer()
-            self.optimizer.load_state_dict(state["optimizer"])
-            self.scheduler.load_state_dict(state["scheduler"])
-        self.task_epoch = int(state["task_epoch"])
-        if state["warm_lrs"] is not None:
-            self._warm_lrs = list(state["warm_lrs"])
-        self.method.load_state_dict(state["method"])
-        self.memory.load_state_dict({k: np.asarray(v) for k, v in state["memory"].items()})
-        for name, value in state["running"].items():
-            setattr(self, name, value.to(self.device) if isinstance(value, torch.Tensor) else value)
-        record = state["record"]
-        self.record = RunRecord(
-            task_accuracy=list(record["task_accuracy"]),
-            acc_matrix=[np.asarray(row) for row in record["acc_matrix"]],
-            untrained_group_accuracy=np.asarray(record["untrained_group_accuracy"]),
-            seconds=float(record["seconds"]),
-        )
-        self.writer.load_state_dict(state["results"])
-        position = StreamPosition(**state["position"])
-        self.first_task = position.task
-        self.resume_at = position if position.inside else None
-        if self.checkpointer is not None:
-            self.checkpointer.last_step = self.global_step
-        set_rng_state(state["rng"])
+        load_trainer_state(self, state)
 
     def _record_task(
         self, task_id: int, task_indices: torch.Tensor, evaluation: Evaluation, seconds: float

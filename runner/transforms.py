@@ -3,22 +3,21 @@
 Everything works on uint8 (B, C, H, W) batches on the batch's own device, for 1 or 3 channels
 and any size down to 8x8. torchvision's RandAugment/AutoAugment draw one operation per call,
 i.e. one for a whole batch; here every image draws its own operations (as the paper's per-image
-PIL pipeline did), and each distinct (operation, magnitude) pair is applied once to the
-sub-batch that drew it: a loop over operations, never over images.
+PIL pipeline did). A policy's (operation, magnitude) pairs are precomputed once per image
+shape (runner/image_ops.py), so a whole batch of different draws is a few gathers: no loop
+over images, and none over operations either, except for the blends (sharpness, colour).
 """
 
 from __future__ import annotations
 
 import math
-from collections.abc import Callable, Sequence
 from functools import cache
 
 import torch
 from torch.nn import functional as nnf
-from torchvision.transforms.v2 import InterpolationMode
-from torchvision.transforms.v2 import functional as F
 
 from runner.augment import MixedBatch, register_batch_mix, register_image_transform
+from runner.image_ops import OPERATIONS, OperationTable
 
 GREY = 128  # cutout fill: the reference's Cutout paints grey (125, 122, 113)
 CUTMIX_PROBABILITY = 0.5  # share of training batches that are cut-mixed (the paper's)
@@ -27,47 +26,6 @@ RANDAUG_NUM_OPS = 2  # operations per image (torchvision's and the RandAugment p
 RANDAUG_MAGNITUDE = 9  # magnitude bin out of RANDAUG_BINS
 RANDAUG_BINS = 31
 AUTOAUG_BINS = 10
-NEAREST = InterpolationMode.NEAREST
-
-Operation = Callable[[torch.Tensor, float], torch.Tensor]
-
-
-def _affine(
-    images: torch.Tensor,
-    shear: tuple[float, float] = (0.0, 0.0),
-    translate: tuple[int, int] = (0, 0),
-    center: list[int] | None = None,
-) -> torch.Tensor:
-    return F.affine(
-        images,
-        angle=0.0,
-        translate=list(translate),
-        scale=1.0,
-        shear=list(shear),
-        interpolation=NEAREST,
-        fill=0,
-        center=center,
-    )
-
-
-# The AutoAugment/RandAugment operation set, with torchvision's parametrisation.
-OPERATIONS: dict[str, Operation] = {
-    "Identity": lambda x, m: x,
-    "ShearX": lambda x, m: _affine(x, shear=(math.degrees(math.atan(m)), 0.0), center=[0, 0]),
-    "ShearY": lambda x, m: _affine(x, shear=(0.0, math.degrees(math.atan(m))), center=[0, 0]),
-    "TranslateX": lambda x, m: _affine(x, translate=(int(m), 0)),
-    "TranslateY": lambda x, m: _affine(x, translate=(0, int(m))),
-    "Rotate": lambda x, m: F.rotate(x, angle=m, interpolation=NEAREST, fill=0),
-    "Brightness": lambda x, m: F.adjust_brightness(x, 1.0 + m),
-    "Color": lambda x, m: F.adjust_saturation(x, 1.0 + m),
-    "Contrast": lambda x, m: F.adjust_contrast(x, 1.0 + m),
-    "Sharpness": lambda x, m: F.adjust_sharpness(x, 1.0 + m),
-    "Posterize": lambda x, m: F.posterize(x, int(m)),
-    "Solarize": lambda x, m: F.solarize(x, 255.0 * m),
-    "AutoContrast": lambda x, m: F.autocontrast(x),
-    "Equalize": lambda x, m: F.equalize(x),
-    "Invert": lambda x, m: F.invert(x),
-}
 SIGNED = {"ShearX", "ShearY", "TranslateX", "TranslateY", "Rotate"} | {
     "Brightness",
     "Color",
@@ -75,7 +33,6 @@ SIGNED = {"ShearX", "ShearY", "TranslateX", "TranslateY", "Rotate"} | {
     "Sharpness",
 }
 RANDAUG_OPERATIONS = tuple(name for name in OPERATIONS if name != "Invert")
-AUTOAUG_OPERATIONS = tuple(OPERATIONS)
 
 # AutoAugment's CIFAR-10 policy: 25 sub-policies of two (operation, probability, magnitude bin).
 CIFAR10_POLICY = (
@@ -127,41 +84,15 @@ def operation_magnitude(name: str, level: int, n_bins: int, height: int, width: 
     return 0.0
 
 
-def apply_operations(
-    images: torch.Tensor, names: Sequence[str], operation: torch.Tensor, magnitude: torch.Tensor
-) -> torch.Tensor:
-    """Image i gets names[operation[i]] at magnitude[i]: one call per distinct pair.
-
-    Args:
-        images: uint8 (B, C, H, W) on any device.
-        names: operation names, keys of OPERATIONS.
-        operation: (B,) CPU long tensor of indices into names.
-        magnitude: (B,) CPU float tensor of signed magnitudes.
-    """
-    keys = torch.stack([operation.double(), magnitude.double()], dim=1)
-    pairs, group = torch.unique(keys, dim=0, return_inverse=True)
-    result = images.clone()
-    for number, (index, value) in enumerate(pairs.tolist()):
-        name = names[int(index)]
-        if name == "Identity":
-            continue
-        members = torch.nonzero(group == number).flatten().to(images.device)
-        result[members] = OPERATIONS[name](images[members], value)
-    return result
-
-
-def _random_signs(signed: torch.Tensor) -> torch.Tensor:
-    flip = signed & (torch.rand(signed.shape) < 0.5)
-    return torch.where(flip, -1.0, 1.0)
-
-
 @cache
-def _randaug_table(height: int, width: int, level: int, n_bins: int) -> tuple:
-    magnitudes = torch.tensor(
-        [operation_magnitude(n, level, n_bins, height, width) for n in RANDAUG_OPERATIONS]
-    )
-    signed = torch.tensor([n in SIGNED for n in RANDAUG_OPERATIONS])
-    return magnitudes, signed
+def randaug_table(shape: tuple[int, int, int], level: int, n_bins: int, device) -> OperationTable:
+    """RandAugment's pairs: operation o at +magnitude is pair 2o, at -magnitude pair 2o + 1."""
+    _, height, width = shape
+    pairs = []
+    for name in RANDAUG_OPERATIONS:
+        magnitude = operation_magnitude(name, level, n_bins, height, width)
+        pairs += [(name, magnitude), (name, -magnitude if name in SIGNED else magnitude)]
+    return OperationTable(pairs, shape, device)
 
 
 def rand_augment(
@@ -171,37 +102,41 @@ def rand_augment(
     n_bins: int = RANDAUG_BINS,
 ) -> torch.Tensor:
     """RandAugment with an independent draw of operations and signs for every image."""
-    batch, _, height, width = images.shape
-    magnitudes, signed = _randaug_table(height, width, level, n_bins)
+    table = randaug_table(tuple(images.shape[1:]), level, n_bins, images.device)
     for _ in range(num_ops):
-        operation = torch.randint(len(RANDAUG_OPERATIONS), (batch,))
-        magnitude = magnitudes[operation] * _random_signs(signed[operation])
-        images = apply_operations(images, RANDAUG_OPERATIONS, operation, magnitude)
+        operation = torch.randint(len(RANDAUG_OPERATIONS), (len(images),))
+        negative = torch.rand(len(images)) < 0.5
+        images = table.apply(images, 2 * operation + negative)
     return images
 
 
 @cache
-def _policy_table(height: int, width: int, stage: int) -> tuple:
-    steps = [sub_policy[stage] for sub_policy in CIFAR10_POLICY]
-    operation = torch.tensor([AUTOAUG_OPERATIONS.index(name) for name, _, _ in steps])
-    probability = torch.tensor([p for _, p, _ in steps])
-    magnitude = torch.tensor(
-        [operation_magnitude(n, level, AUTOAUG_BINS, height, width) for n, _, level in steps]
-    )
-    signed = torch.tensor([name in SIGNED for name, _, _ in steps])
-    return operation, probability, magnitude, signed
+def autoaug_table(shape: tuple[int, int, int], stage: int, device) -> OperationTable:
+    """Stage `stage` of the CIFAR-10 policy: pair 0 = not applied, 1 + 2k (+1) = sub-policy k."""
+    _, height, width = shape
+    pairs = [("Identity", 0.0)]
+    for sub_policy in CIFAR10_POLICY:
+        name, _, level = sub_policy[stage]
+        magnitude = operation_magnitude(name, level, AUTOAUG_BINS, height, width)
+        pairs += [(name, magnitude), (name, -magnitude if name in SIGNED else magnitude)]
+    return OperationTable(pairs, shape, device)
+
+
+@cache
+def _policy_probabilities(stage: int) -> torch.Tensor:
+    return torch.tensor([sub_policy[stage][1] for sub_policy in CIFAR10_POLICY])
 
 
 def auto_augment(images: torch.Tensor) -> torch.Tensor:
     """AutoAugment (CIFAR-10 policy) with an independent sub-policy draw for every image."""
-    batch, _, height, width = images.shape
+    batch = len(images)
     choice = torch.randint(len(CIFAR10_POLICY), (batch,))
     for stage in (0, 1):
-        operation, probability, magnitude, signed = _policy_table(height, width, stage)
-        applied = torch.rand(batch) < probability[choice]
-        chosen = torch.where(applied, operation[choice], 0)  # 0 = Identity
-        signs = _random_signs(signed[choice])
-        images = apply_operations(images, AUTOAUG_OPERATIONS, chosen, magnitude[choice] * signs)
+        table = autoaug_table(tuple(images.shape[1:]), stage, images.device)
+        draws = torch.rand(2, batch)
+        applied = draws[0] < _policy_probabilities(stage).index_select(0, choice)
+        pair = torch.where(applied, 1 + 2 * choice + (draws[1] < 0.5), 0)
+        images = table.apply(images, pair)
     return images
 
 
@@ -257,17 +192,23 @@ def cutmix(
     batch: MixedBatch, probability: float = CUTMIX_PROBABILITY, alpha: float = CUTMIX_ALPHA
 ) -> MixedBatch:
     """Paste a box from a shuffled copy of the batch; lam = the exact share of own pixels."""
-    if batch.y_mix is not None or float(torch.rand(())) >= probability:
+    if batch.y_mix is not None:
         return batch
+    gate, lam, centre_y, centre_x = torch.rand(4).tolist()  # one draw: a few us per batch
+    if gate >= probability:
+        return batch
+    if alpha != 1.0:  # Beta(1, 1) is the uniform draw above
+        lam = float(torch.distributions.Beta(alpha, alpha).sample())
     size, _, height, width = batch.x.shape
-    lam = float(torch.distributions.Beta(alpha, alpha).sample())
-    centre_y, centre_x = int(torch.randint(height, ())), int(torch.randint(width, ()))
-    top, bottom, left, right = cutmix_box(height, width, lam, centre_y, centre_x)
+    top, bottom, left, right = cutmix_box(
+        height, width, lam, int(centre_y * height), int(centre_x * width)
+    )
     permutation = torch.randperm(size, device=batch.x.device)
     mixed = batch.x.clone()
-    mixed[:, :, top:bottom, left:right] = batch.x[permutation, :, top:bottom, left:right]
+    box = (slice(None), slice(None), slice(top, bottom), slice(left, right))
+    mixed[box] = batch.x[box].index_select(0, permutation)
     lam = 1.0 - (bottom - top) * (right - left) / (height * width)
-    return MixedBatch(mixed, batch.y, batch.y[permutation], lam)
+    return MixedBatch(mixed, batch.y, batch.y.index_select(0, permutation), lam)
 
 
 @register_image_transform("cutout")

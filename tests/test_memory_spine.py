@@ -88,8 +88,12 @@ def test_random_memory_end_task_offline_keeps_capacity(tmp_path):
     memory = MEMORIES.get("random")(capacity=30, seed=3)
     indices, labels = stream(100, 3)
     context = SelectionContext(
-        model=torch.nn.Identity(), fetch_images=lambda i: i, normalize=lambda x: x,
-        n_exposed=3, task_id=0, device=torch.device("cpu"),
+        model=torch.nn.Identity(),
+        fetch_images=lambda i: i,
+        normalize=lambda x: x,
+        n_exposed=3,
+        task_id=0,
+        device=torch.device("cpu"),
     )
     memory.end_task(indices, labels, context=context, streamed=False)
     assert len(memory) == 30

@@ -60,6 +60,12 @@ def test_intransigence_needs_a_joint_accuracy():
 def test_summary_names_every_metric():
     summary = summarize(TASK_ACC, MATRIX, UNTRAINED, joint_acc=88.0)
     assert summary == pytest.approx(
-        {"A_last": 65.0, "A_avg": 230 / 3, "F_last": 30.0, "I_last": 23.0, "BWT": -30.0,
-         "FWT": -10.0}
+        {
+            "A_last": 65.0,
+            "A_avg": 230 / 3,
+            "F_last": 30.0,
+            "I_last": 23.0,
+            "BWT": -30.0,
+            "FWT": -10.0,
+        }
     )

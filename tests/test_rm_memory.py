@@ -7,7 +7,7 @@ from torch import nn
 
 from memory import MEMORIES, SelectionContext
 from memory.rainbow import rainbow_select, uncertainty_from_predictions
-from memory.uncertainty import UNCERTAINTY_METRICS, perturbations
+from memory.uncertainty import UNCERTAINTY_METRICS, perturbations, perturbed_predictions
 from runner.registry import ChoiceError
 
 
@@ -151,6 +151,86 @@ def test_vr_has_the_papers_twelve_perturbations_and_cycles_for_other_k():
         for view in perturbations(metric, 12, 32):
             out = view(images)
             assert out.shape == images.shape and out.dtype == torch.uint8
+
+
+def small_bn_model(n_classes: int = 10) -> nn.Module:
+    """A conv net whose BatchNorm has non-trivial running stats (eval mode uses them)."""
+    torch.manual_seed(3)
+    model = nn.Sequential(
+        nn.Conv2d(1, 4, 3, padding=1),
+        nn.BatchNorm2d(4),
+        nn.ReLU(),
+        nn.Flatten(),
+        nn.Linear(4 * 8 * 8, n_classes),
+    )
+    model[1].running_mean.uniform_(-0.5, 0.5)
+    model[1].running_var.uniform_(0.5, 2.0)
+    return model.train()  # map_batches must switch it to eval for the scoring
+
+
+def test_one_batched_forward_per_batch_predicts_as_one_forward_per_view():
+    """Deterministic views (vr's invert/solarize, plus identity and a flip): same labels."""
+    torch.manual_seed(0)
+    images = torch.randint(0, 256, (37, 1, 8, 8), dtype=torch.uint8)
+    model = small_bn_model()
+    context = context_for(images, model, 1)
+    context.batchsize = 16
+    context.normalize = lambda x: x.float() / 127.5 - 1  # centred, so the labels vary
+    views = [lambda x: x, lambda x: x.flip(-1)] + perturbations("vr", 12, 8)[8:]
+    assert len(views) == 6
+    forward_sizes = []
+    hook = model.register_forward_hook(lambda m, i, o: forward_sizes.append(len(i[0])))
+    try:
+        batched = perturbed_predictions(torch.arange(37), context, views)
+    finally:
+        hook.remove()
+    assert model.training  # restored after scoring
+
+    model.eval()
+    reference = []
+    with torch.inference_mode():  # the old scoring: K forwards of `batchsize` candidates
+        for start in range(0, 37, 16):
+            batch = images[start : start + 16]
+            votes = [model(context.normalize(view(batch))).argmax(1) for view in views]
+            reference.append(torch.stack(votes, 1))
+    reference = torch.cat(reference)
+    assert batched.shape == (37, 6) and batched.device.type == "cpu"
+    assert torch.equal(batched, reference)
+    assert len(torch.unique(batched)) > 1  # the check is not vacuous
+    # one forward per batch of batchsize // K = 2 candidates, i.e. K * 2 = 12 images
+    assert forward_sizes == [12] * 18 + [6]
+
+
+def test_a_repeated_random_view_gives_k_independent_draws_per_candidate():
+    """vr_cutout's single view, called once on the K-times repeated batch, draws K cutouts."""
+    torch.manual_seed(0)
+    k, n = 12, 40
+    images = torch.full((n, 1, 8, 8), 255, dtype=torch.uint8)
+
+    class FirstGreyPixel(nn.Module):
+        """Predicts the flat index of an image's first painted (non-white) pixel."""
+
+        def forward(self, x: torch.Tensor) -> torch.Tensor:
+            painted = (x.flatten(1) < 1.0).float()
+            return painted * torch.arange(64, 0, -1, dtype=torch.float32)
+
+    (view,) = set(perturbations("vr_cutout", k, 8))
+    calls = []
+
+    def counted(batch: torch.Tensor) -> torch.Tensor:
+        calls.append(len(batch))
+        return view(batch)
+
+    context = context_for(images, FirstGreyPixel(), 1)
+    context.batchsize = 120  # 10 candidates x 12 views per forward
+    predictions = perturbed_predictions(torch.arange(n), context, [counted] * k)
+    assert predictions.shape == (n, k)
+    assert calls == [10 * k] * 4  # the view ran once per batch, on all K copies together
+    distinct = torch.tensor([len(torch.unique(row)) for row in predictions])
+    assert (distinct > 1).all()  # no candidate got K copies of one perturbation
+    for i in range(k):
+        for j in range(i + 1, k):
+            assert not torch.equal(predictions[:, i], predictions[:, j])
 
 
 def test_unknown_uncert_metric_and_bad_k_are_refused():

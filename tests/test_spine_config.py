@@ -25,7 +25,10 @@ def test_default_is_rainbow_memory_on_digits_online_blurry10():
     cfg = compose_config([])
     assert (cfg.mode.name, cfg.mem_manage.name) == ("rm", "uncertainty")
     assert (cfg.dataset.name, cfg.stream.name, cfg.exp.name, cfg.exp.blurry) == (
-        "digits", "online", "blurry10", 10
+        "digits",
+        "online",
+        "blurry10",
+        10,
     )
     assert cfg.split_seed == cfg.seed == 1
 

@@ -54,17 +54,16 @@ def test_online_stream_takes_one_step_per_incoming_batch(tmp_path):
 
 
 def test_online_iter_repeats_steps_and_memory_epochs_add_replay(tmp_path):
-    run_in_process(
-        tmp_path, ["mode=er", "stream.online_iter=2", "stream.memory_epochs=1", *TINY]
-    )
+    run_in_process(tmp_path, ["mode=er", "stream.online_iter=2", "stream.memory_epochs=1", *TINY])
     tasks = read(tmp_path, "tasks.csv")
     first_task = math.ceil(tasks.n_train_samples[0] / 16) * 2 + math.ceil(100 / 16)
     assert tasks.steps[0] == first_task
 
 
 def test_offline_runs_n_epoch_over_stream_and_memory(tmp_path):
-    run_in_process(tmp_path, ["mode=er", "stream=offline", "n_epoch=2", "mem_size=50",
-                              "progress=false"])
+    run_in_process(
+        tmp_path, ["mode=er", "stream=offline", "n_epoch=2", "mem_size=50", "progress=false"]
+    )
     tasks = read(tmp_path, "tasks.csv")
     first = 2 * math.ceil(tasks.n_train_samples[0] / 16)
     second = 2 * math.ceil((tasks.n_train_samples[1] + 50) / 16)
@@ -106,9 +105,7 @@ def test_split_seed_changes_the_stream_but_not_the_training_seed(tmp_path):
     assert not first.test_acc.equals(second.test_acc)
 
 
-def test_non_finite_loss_stops_with_a_clear_error_and_keeps_finished_tasks(
-    tmp_path, monkeypatch
-):
+def test_non_finite_loss_stops_with_a_clear_error_and_keeps_finished_tasks(tmp_path, monkeypatch):
     original = ExperienceReplay.loss
 
     def loss_that_diverges_in_task_2(self, batch):

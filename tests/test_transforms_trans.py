@@ -6,7 +6,7 @@ import pytest
 import torch
 from torchvision.transforms.v2 import functional as F
 
-from runner import transforms
+from runner import image_ops, transforms
 from runner.augment import BATCH_MIXES, IMAGE_TRANSFORMS, Augmenter, MixedBatch
 from runner.registry import ChoiceError
 
@@ -54,9 +54,10 @@ def test_identical_images_in_one_batch_get_different_draws(name):
 
 def test_grouped_operations_equal_torchvision_on_each_image():
     images = batch_of(3, 16, n=6, seed=3)
-    operation = torch.tensor([1, 1, 5, 13, 0, 10])  # ShearX, ShearX, Rotate, Equalize, -, Posterize
-    magnitude = torch.tensor([0.2, -0.2, 20.0, 0.0, 0.0, 4.0])
-    out = transforms.apply_operations(images, transforms.AUTOAUG_OPERATIONS, operation, magnitude)
+    pairs = [("ShearX", 0.2), ("ShearX", -0.2), ("Rotate", 20.0), ("Equalize", 0.0)]
+    pairs += [("Identity", 0.0), ("Posterize", 4.0)]
+    table = image_ops.OperationTable(pairs, (3, 16, 16), torch.device("cpu"))
+    out = table.apply(images, torch.arange(6))
     shear = math.degrees(math.atan(0.2))
     nearest = F.InterpolationMode.NEAREST
     expected = [

@@ -1,0 +1,260 @@
+"""Per-image image operations on uint8 batches: every image its own draw, a few passes per batch.
+
+An `OperationTable` holds every (operation, signed magnitude) pair a policy can draw,
+precomputed for one image shape: pointwise operations as 256-entry lookup tables, geometric
+ones (nearest-neighbour affine maps) as source-pixel maps. A batch in which each image drew
+its own pair is then one lookup gather and one map gather, whatever the mix of draws. The
+data-dependent pointwise operations (contrast, autocontrast, equalize) build their tables
+from each image's statistics; sharpness and colour blend the sub-batch that drew them.
+
+Lookup tables and maps are built by running torchvision's own kernels on a ramp of the 256
+values and on an image of pixel indices, so those results equal torchvision's bit for bit.
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Callable, Sequence
+from functools import cache
+
+import torch
+from torchvision.transforms.v2 import InterpolationMode
+from torchvision.transforms.v2 import functional as F
+
+NEAREST = InterpolationMode.NEAREST
+
+Operation = Callable[[torch.Tensor, float], torch.Tensor]
+
+
+def _affine(
+    images: torch.Tensor,
+    shear: tuple[float, float] = (0.0, 0.0),
+    translate: tuple[int, int] = (0, 0),
+    center: list[int] | None = None,
+) -> torch.Tensor:
+    return F.affine(
+        images,
+        angle=0.0,
+        translate=list(translate),
+        scale=1.0,
+        shear=list(shear),
+        interpolation=NEAREST,
+        fill=0,
+        center=center,
+    )
+
+
+# The AutoAugment/RandAugment operation set with torchvision's parametrisation: the reference
+# each batched kind below reproduces, one image and one magnitude at a time.
+OPERATIONS: dict[str, Operation] = {
+    "Identity": lambda x, m: x,
+    "ShearX": lambda x, m: _affine(x, shear=(math.degrees(math.atan(m)), 0.0), center=[0, 0]),
+    "ShearY": lambda x, m: _affine(x, shear=(0.0, math.degrees(math.atan(m))), center=[0, 0]),
+    "TranslateX": lambda x, m: _affine(x, translate=(int(m), 0)),
+    "TranslateY": lambda x, m: _affine(x, translate=(0, int(m))),
+    "Rotate": lambda x, m: F.rotate(x, angle=m, interpolation=NEAREST, fill=0),
+    "Brightness": lambda x, m: F.adjust_brightness(x, 1.0 + m),
+    "Color": lambda x, m: F.adjust_saturation(x, 1.0 + m),
+    "Contrast": lambda x, m: F.adjust_contrast(x, 1.0 + m),
+    "Sharpness": lambda x, m: F.adjust_sharpness(x, 1.0 + m),
+    "Posterize": lambda x, m: F.posterize(x, int(m)),
+    "Solarize": lambda x, m: F.solarize(x, 255.0 * m),
+    "AutoContrast": lambda x, m: F.autocontrast(x),
+    "Equalize": lambda x, m: F.equalize(x),
+    "Invert": lambda x, m: F.invert(x),
+}
+
+# How each operation is applied in a batch.
+IDENTITY, LOOKUP, GEOMETRIC, CONTRAST, AUTOCONTRAST, EQUALIZE, SHARPNESS, COLOR = range(8)
+KIND_OF = {
+    "Identity": IDENTITY,
+    "Brightness": LOOKUP,
+    "Posterize": LOOKUP,
+    "Solarize": LOOKUP,
+    "Invert": LOOKUP,
+    "ShearX": GEOMETRIC,
+    "ShearY": GEOMETRIC,
+    "TranslateX": GEOMETRIC,
+    "TranslateY": GEOMETRIC,
+    "Rotate": GEOMETRIC,
+    "Contrast": CONTRAST,
+    "AutoContrast": AUTOCONTRAST,
+    "Equalize": EQUALIZE,
+    "Sharpness": SHARPNESS,
+    "Color": COLOR,
+}
+BLEND_KINDS = (CONTRAST, SHARPNESS, COLOR)  # factor = 1 + signed magnitude
+
+
+def _source_map(name: str, magnitude: float, height: int, width: int) -> torch.Tensor:
+    """(H*W,) source pixel of every output pixel under a geometric operation; H*W = fill."""
+    pixel_numbers = torch.arange(1, height * width + 1, dtype=torch.float32)
+    moved = OPERATIONS[name](pixel_numbers.view(1, 1, height, width), magnitude)
+    source = moved.flatten().round().long() - 1  # 0 was the fill: no source pixel
+    return torch.where(source < 0, height * width, source)
+
+
+def _lookup_row(name: str, magnitude: float) -> torch.Tensor:
+    """(256,) uint8: what a pointwise operation makes of every value."""
+    ramp = torch.arange(256, dtype=torch.uint8).view(1, 1, 1, 256)
+    return OPERATIONS[name](ramp, magnitude).flatten()
+
+
+@cache
+def _ramp(device: torch.device, dtype: torch.dtype) -> torch.Tensor:
+    """The 256 uint8 values, in `dtype`: the input of every lookup table."""
+    return torch.arange(256, dtype=dtype, device=device)
+
+
+def _complement(factor: torch.Tensor) -> torch.Tensor:
+    # 1 - factor in float64 before rounding to float32, and addcmul's fused multiply-add, as
+    # torchvision's blend computes `image * factor + other * (1 - factor)`: equal bit for bit.
+    return (1.0 - factor).float()
+
+
+def contrast_lookup(images: torch.Tensor, factor: torch.Tensor) -> torch.Tensor:
+    """(n, C, 256) tables blending every value with its image's mean grey level.
+
+    `factor` is float64 (see _complement)."""
+    floats = images.float()
+    if images.shape[1] == 3:
+        red, green, blue = floats.unbind(1)
+        floats = red.mul(0.2989).add_(green, alpha=0.587).add_(blue, alpha=0.114).floor_()
+    mean = floats.mean(dim=tuple(range(1, floats.dim())))
+    ramp = _ramp(images.device, torch.float32)
+    table = torch.addcmul(
+        ramp * factor.float()[:, None], mean[:, None], _complement(factor)[:, None]
+    )
+    table = table.clamp_(0, 255).to(torch.uint8)
+    return table[:, None, :].expand(-1, images.shape[1], -1)
+
+
+def autocontrast_lookup(images: torch.Tensor) -> torch.Tensor:
+    """(n, C, 256) tables stretching each channel's [min, max] to [0, 255]."""
+    floats = images.float()
+    minimum = floats.amin(dim=(-2, -1))[..., None]
+    maximum = floats.amax(dim=(-2, -1))[..., None]
+    flat = maximum == minimum
+    inverse_scale = (maximum - minimum).mul_(1.0 / 255)
+    minimum = minimum.masked_fill(flat, 0.0)
+    inverse_scale = inverse_scale.masked_fill(flat, 1.0)
+    ramp = _ramp(images.device, torch.float32)
+    return ramp.sub(minimum).div_(inverse_scale).clamp_(0, 255).to(torch.uint8)
+
+
+def equalize_lookup(images: torch.Tensor) -> torch.Tensor:
+    """(n, C, 256) histogram-equalisation tables, PIL's scheme (as torchvision's equalize)."""
+    n, channels = images.shape[:2]
+    flat = images.reshape(n * channels, -1)
+    bins = n * channels * 256
+    offsets = torch.arange(0, bins, 256, device=images.device)[:, None]
+    histogram = torch.bincount((flat.long() + offsets).flatten(), minlength=bins)
+    histogram = histogram.view(n, channels, 256)
+    below = histogram.cumsum(2).sub_(histogram)  # pixels darker than each value
+    top_count = histogram.gather(2, flat.amax(1).view(n, channels, 1).long())
+    step = (flat.shape[-1] - top_count).div_(255, rounding_mode="floor")
+    table = below.add_(step // 2).div_(step.clamp(min=1), rounding_mode="floor").clamp_(max=255)
+    return torch.where(step == 0, _ramp(images.device, torch.long), table).to(torch.uint8)
+
+
+def sharpen(images: torch.Tensor, factor: torch.Tensor) -> torch.Tensor:
+    """Blend every image with its smoothed self by its own factor, borders untouched."""
+    height, width = images.shape[-2:]
+    if height <= 2 or width <= 2:
+        return images
+    output = images.float()
+    # torchvision's 3x3 kernel (1 around a 5, over 13) as exact integer sums of shifted slices:
+    # a sum of integers over 13 is never within float error of a half, so the rounding agrees.
+    rows = output[..., :-2, :] + output[..., 1:-1, :]
+    rows += output[..., 2:, :]
+    blurred = rows[..., :-2] + rows[..., 1:-1]
+    blurred += rows[..., 2:]
+    inner = output[..., 1:-1, 1:-1]
+    blurred = blurred.add_(inner, alpha=4).div_(13).round_()
+    inner.addcmul_(blurred.sub_(inner), _complement(factor).view(-1, 1, 1, 1))
+    return output.clamp_(0, 255).to(torch.uint8)
+
+
+def saturate(images: torch.Tensor, factor: torch.Tensor) -> torch.Tensor:
+    """Blend every RGB image with its grey version by its own factor (grey images unchanged)."""
+    if images.shape[1] != 3:
+        return images
+    red, green, blue = images.unbind(1)
+    grey = red.mul(0.2989).add_(green, alpha=0.587).add_(blue, alpha=0.114).floor_()[:, None]
+    blended = images.mul(factor.float().view(-1, 1, 1, 1))
+    blended.addcmul_(grey, _complement(factor).view(-1, 1, 1, 1))
+    return blended.clamp_(0, 255).to(torch.uint8)
+
+
+LOOKUP_BUILDERS = {
+    CONTRAST: lambda images, factor: contrast_lookup(images, factor),
+    AUTOCONTRAST: lambda images, factor: autocontrast_lookup(images),
+    EQUALIZE: lambda images, factor: equalize_lookup(images),
+}
+BLENDS = {SHARPNESS: sharpen, COLOR: saturate}
+
+
+class OperationTable:
+    """Every (operation, signed magnitude) pair of a policy, precomputed for one image shape."""
+
+    def __init__(
+        self, pairs: Sequence[tuple[str, float]], shape: tuple[int, int, int], device: torch.device
+    ) -> None:
+        channels, height, width = shape
+        self.shape = tuple(shape)
+        kinds = [KIND_OF[name] for name, _ in pairs]
+        if channels == 1:  # colour is the identity on grey images (as in torchvision and PIL)
+            kinds = [IDENTITY if kind == COLOR else kind for kind in kinds]
+        self.kind = torch.tensor(kinds)
+        self.factor = torch.tensor([1.0 + m for _, m in pairs], dtype=torch.float64, device=device)
+        identity_map = torch.arange(height * width)
+        identity_row = torch.arange(256, dtype=torch.uint8)
+        self.source = torch.stack(
+            [
+                _source_map(name, m, height, width) if kind == GEOMETRIC else identity_map
+                for (name, m), kind in zip(pairs, kinds, strict=True)
+            ]
+        ).to(device)
+        self.lookup = torch.stack(
+            [
+                _lookup_row(name, m) if kind == LOOKUP else identity_row
+                for (name, m), kind in zip(pairs, kinds, strict=True)
+            ]
+        ).to(device)
+
+    def apply(self, images: torch.Tensor, pair: torch.Tensor) -> torch.Tensor:
+        """Image i gets pair[i] (a CPU index into the table's pairs); uint8 in, uint8 out."""
+        batch, channels, height, width = images.shape
+        kinds = self.kind.index_select(0, pair)
+        present = set(kinds.tolist()) - {IDENTITY}
+        if not present:
+            return images
+        device = images.device
+        on_device = pair.to(device, non_blocking=True)
+        factor = self.factor.index_select(0, on_device)
+        flat = images.reshape(batch, channels, height * width)
+        if present & {LOOKUP, CONTRAST, AUTOCONTRAST, EQUALIZE}:
+            lookup = self.lookup.index_select(0, on_device)[:, None, :].expand(-1, channels, -1)
+            for kind in (CONTRAST, AUTOCONTRAST, EQUALIZE):
+                if kind in present:
+                    lookup = _on_members(
+                        LOOKUP_BUILDERS[kind], kinds == kind, images, factor, lookup
+                    )
+            flat = lookup.gather(2, flat.long())
+        if GEOMETRIC in present:
+            padded = torch.cat([flat, flat.new_zeros(batch, channels, 1)], 2)
+            source = self.source.index_select(0, on_device)[:, None, :]
+            flat = padded.gather(2, source.expand(-1, channels, -1))
+        output = flat.view(batch, channels, height, width)
+        for kind in (SHARPNESS, COLOR):
+            if kind in present:
+                output = _on_members(BLENDS[kind], kinds == kind, output, factor, output)
+        return output
+
+
+def _on_members(operation, chosen, images, factor, others):
+    """`others` with the rows of the `chosen` images replaced by `operation` of those images."""
+    members = torch.nonzero(chosen).flatten().to(images.device, non_blocking=True)
+    others = others.clone()
+    others[members] = operation(images.index_select(0, members), factor.index_select(0, members))
+    return others
