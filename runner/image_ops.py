@@ -16,8 +16,10 @@ from __future__ import annotations
 import math
 from collections.abc import Callable, Sequence
 from functools import cache
+from itertools import accumulate
 
 import torch
+from torch.nn import functional as nnf
 from torchvision.transforms.v2 import InterpolationMode
 from torchvision.transforms.v2 import functional as F
 
@@ -65,7 +67,9 @@ OPERATIONS: dict[str, Operation] = {
 }
 
 # How each operation is applied in a batch.
-IDENTITY, LOOKUP, GEOMETRIC, CONTRAST, AUTOCONTRAST, EQUALIZE, SHARPNESS, COLOR = range(8)
+# (The lookup kinds are numbered together: sorted by kind, their images are one slice.)
+IDENTITY, LOOKUP, CONTRAST, AUTOCONTRAST, EQUALIZE, GEOMETRIC, SHARPNESS, COLOR = range(8)
+N_KINDS = 8
 KIND_OF = {
     "Identity": IDENTITY,
     "Brightness": LOOKUP,
@@ -223,38 +227,46 @@ class OperationTable:
         ).to(device)
 
     def apply(self, images: torch.Tensor, pair: torch.Tensor) -> torch.Tensor:
-        """Image i gets pair[i] (a CPU index into the table's pairs); uint8 in, uint8 out."""
+        """Image i gets pair[i] (a CPU index into the table's pairs); uint8 in, uint8 out.
+
+        The batch is sorted by kind first, so each kind's images are one contiguous slice:
+        every pass touches only the images that drew it, and works on views.
+        """
         batch, channels, height, width = images.shape
         kinds = self.kind.index_select(0, pair)
-        present = set(kinds.tolist()) - {IDENTITY}
-        if not present:
+        counts = torch.bincount(kinds, minlength=N_KINDS).tolist()
+        if counts[IDENTITY] == batch:
             return images
+        ends = list(accumulate(counts))
+        starts = [end - count for end, count in zip(ends, counts, strict=True)]
+        order = torch.argsort(kinds, stable=True)
         device = images.device
-        on_device = pair.to(device, non_blocking=True)
-        factor = self.factor.index_select(0, on_device)
-        flat = images.reshape(batch, channels, height * width)
-        if present & {LOOKUP, CONTRAST, AUTOCONTRAST, EQUALIZE}:
-            lookup = self.lookup.index_select(0, on_device)[:, None, :].expand(-1, channels, -1)
+        order_on_device = order.to(device, non_blocking=True)
+        pair_on_device = pair.index_select(0, order).to(device, non_blocking=True)
+        output = images.index_select(0, order_on_device)
+        flat = output.view(batch, channels, height * width)
+        factor = self.factor.index_select(0, pair_on_device)
+        lookups = slice(starts[LOOKUP], ends[EQUALIZE])
+        if lookups.stop > lookups.start:
+            lookup = self.lookup.index_select(0, pair_on_device[lookups])
+            lookup = lookup[:, None, :].repeat(1, channels, 1)
             for kind in (CONTRAST, AUTOCONTRAST, EQUALIZE):
-                if kind in present:
-                    lookup = _on_members(
-                        LOOKUP_BUILDERS[kind], kinds == kind, images, factor, lookup
+                if counts[kind]:
+                    own, part = (
+                        slice(starts[kind], ends[kind]),
+                        slice(starts[kind] - lookups.start, ends[kind] - lookups.start),
                     )
-            flat = lookup.gather(2, flat.long())
-        if GEOMETRIC in present:
-            padded = torch.cat([flat, flat.new_zeros(batch, channels, 1)], 2)
-            source = self.source.index_select(0, on_device)[:, None, :]
-            flat = padded.gather(2, source.expand(-1, channels, -1))
-        output = flat.view(batch, channels, height, width)
+                    lookup[part] = LOOKUP_BUILDERS[kind](output[own], factor[own])
+            flat[lookups] = lookup.gather(2, flat[lookups].long())
+        if counts[GEOMETRIC]:
+            moved = slice(starts[GEOMETRIC], ends[GEOMETRIC])
+            padded = nnf.pad(flat[moved], (0, 1))  # the extra last pixel is the fill
+            source = self.source.index_select(0, pair_on_device[moved])[:, None, :]
+            flat[moved] = padded.gather(2, source.expand(-1, channels, -1))
         for kind in (SHARPNESS, COLOR):
-            if kind in present:
-                output = _on_members(BLENDS[kind], kinds == kind, output, factor, output)
-        return output
-
-
-def _on_members(operation, chosen, images, factor, others):
-    """`others` with the rows of the `chosen` images replaced by `operation` of those images."""
-    members = torch.nonzero(chosen).flatten().to(images.device, non_blocking=True)
-    others = others.clone()
-    others[members] = operation(images.index_select(0, members), factor.index_select(0, members))
-    return others
+            if counts[kind]:
+                own = slice(starts[kind], ends[kind])
+                output[own] = BLENDS[kind](output[own], factor[own])
+        unsort = torch.empty_like(order_on_device)
+        unsort[order_on_device] = torch.arange(batch, device=device)
+        return output.index_select(0, unsort)
