@@ -87,7 +87,6 @@ KIND_OF = {
     "Sharpness": SHARPNESS,
     "Color": COLOR,
 }
-BLEND_KINDS = (CONTRAST, SHARPNESS, COLOR)  # factor = 1 + signed magnitude
 
 
 def _source_map(name: str, magnitude: float, height: int, width: int) -> torch.Tensor:
@@ -117,9 +116,7 @@ def _complement(factor: torch.Tensor) -> torch.Tensor:
 
 
 def contrast_lookup(images: torch.Tensor, factor: torch.Tensor) -> torch.Tensor:
-    """(n, C, 256) tables blending every value with its image's mean grey level.
-
-    `factor` is float64 (see _complement)."""
+    """(n, C, 256) tables blending every value with its image's mean grey level (float64 factor)."""
     floats = images.float()
     if images.shape[1] == 3:
         red, green, blue = floats.unbind(1)
@@ -205,7 +202,6 @@ class OperationTable:
         self, pairs: Sequence[tuple[str, float]], shape: tuple[int, int, int], device: torch.device
     ) -> None:
         channels, height, width = shape
-        self.shape = tuple(shape)
         kinds = [KIND_OF[name] for name, _ in pairs]
         if channels == 1:  # colour is the identity on grey images (as in torchvision and PIL)
             kinds = [IDENTITY if kind == COLOR else kind for kind in kinds]
