@@ -5,9 +5,7 @@ from __future__ import annotations
 import logging
 import math
 import time
-from dataclasses import dataclass
 
-import numpy as np
 import torch
 from hydra.utils import instantiate
 from omegaconf import DictConfig, OmegaConf
@@ -20,7 +18,7 @@ from methods import METHODS
 from runner.augment import Augmenter
 from runner.checkpoint import Checkpointer
 from runner.config_check import ConfigError
-from runner.metrics import a_avg, forgetting
+from runner.evaluation import Evaluation, evaluate_test_set, record_task
 from runner.models import MixedPrecision, keep_freed_memory, optimize_model
 from runner.results import ResultWriter
 from runner.run_state import (
@@ -38,16 +36,6 @@ log = logging.getLogger(__name__)
 
 class NonFiniteLossError(RuntimeError):
     """Training diverged; results of the finished tasks are already on disk."""
-
-
-@dataclass
-class Evaluation:
-    """Test accuracies after one task, in %."""
-
-    accuracy: float
-    accuracy_topk: float
-    group_accuracy: np.ndarray
-    class_accuracy: np.ndarray
 
 
 class Trainer:
@@ -310,39 +298,21 @@ class Trainer:
 
     # --- evaluation -------------------------------------------------------------------------
 
-    @torch.inference_mode()
     def evaluate(self) -> Evaluation:
         """Accuracy on the test samples of the exposed classes, per class and per task group."""
-        self.model.eval()
-        n_test, topk = len(self.test_labels), int(self.cfg.topk)
-        top1 = torch.zeros(n_test, dtype=torch.bool, device=self.device)
-        in_topk = torch.zeros(n_test, dtype=torch.bool, device=self.device)
-        batchsize = int(self.cfg.eval_batchsize)
-        for start in range(0, n_test, batchsize):
-            stop = min(start + batchsize, n_test)
-            if isinstance(self.test_x, torch.Tensor):  # a view: no copy before normalising
-                images = self.test_x[start:stop].to(self.device, non_blocking=True)
-            else:
-                images = self.test_x[torch.arange(start, stop)].to(self.device, non_blocking=True)
-            with self.precision.autocast():
-                scores = self.method.predict(self.augmenter.normalize(images))
-            best = scores.topk(min(topk, scores.shape[1]), dim=1).indices
-            labels = self.test_labels[start:stop]
-            top1[start:stop] = best[:, 0] == labels
-            in_topk[start:stop] = (best == labels[:, None]).any(1)
-        exposed = self.test_labels < self.n_exposed
-        n_classes = self.split.n_classes
-        per_class_total = torch.bincount(self.test_labels, minlength=n_classes).clamp(min=1)
-        per_class = torch.bincount(self.test_labels[top1], minlength=n_classes) / per_class_total
-        groups = self.split.label_group(self.test_labels)
-        per_group = torch.bincount(groups[top1], minlength=self.n_groups) / torch.bincount(
-            groups, minlength=self.n_groups
-        ).clamp(min=1)
-        return Evaluation(
-            accuracy=100.0 * top1[exposed].float().mean().item(),
-            accuracy_topk=100.0 * in_topk[exposed].float().mean().item(),
-            group_accuracy=100.0 * per_group.cpu().numpy(),
-            class_accuracy=100.0 * per_class.cpu().numpy(),
+        return evaluate_test_set(
+            self.model,
+            self.method.predict,
+            self.test_x,
+            self.test_labels,
+            split=self.split,
+            n_groups=self.n_groups,
+            n_exposed=self.n_exposed,
+            topk=int(self.cfg.topk),
+            batchsize=int(self.cfg.eval_batchsize),
+            device=self.device,
+            normalize=self.augmenter.normalize,
+            precision=self.precision,
         )
 
     # --- the run ----------------------------------------------------------------------------
@@ -401,30 +371,20 @@ class Trainer:
     def _record_task(
         self, task_id: int, task_indices: torch.Tensor, evaluation: Evaluation, seconds: float
     ) -> None:
-        record = self.record
-        record.task_accuracy.append(evaluation.accuracy)
-        record.acc_matrix.append(evaluation.group_accuracy)
-        matrix = np.vstack(record.acc_matrix)
         train_loss = (self.task_loss_sum / max(self.task_steps, 1)).item()
-        topk = int(self.cfg.topk)
-        row = {
-            "task": task_id,
-            "n_seen_classes": self.n_exposed,
-            "n_train_samples": len(task_indices),
-            "memory_size": len(self.memory),
-            "test_acc": evaluation.accuracy,
-            f"test_acc_top{topk}": evaluation.accuracy_topk,
-            "A_avg_so_far": a_avg(np.array(record.task_accuracy)),
-            "forgetting_so_far": forgetting(matrix),
-            "train_loss": train_loss,
-            "steps": self.global_step,
-            "wall_seconds": seconds,
-        }
-        self.writer.add_task(row, evaluation.group_accuracy)
-        self.writer.scalar("test/accuracy", evaluation.accuracy, task_id)
-        self.writer.scalar(f"test/accuracy_top{topk}", evaluation.accuracy_topk, task_id)
-        self.writer.scalar("test/train_loss", train_loss, task_id)
-        self.writer.histogram("memory/class", self.memory.labels.numpy(), task_id)
+        record_task(
+            self.record,
+            self.writer,
+            evaluation,
+            task_id=task_id,
+            n_exposed=self.n_exposed,
+            n_train_samples=len(task_indices),
+            memory=self.memory,
+            train_loss=train_loss,
+            steps=self.global_step,
+            seconds=seconds,
+            topk=int(self.cfg.topk),
+        )
         log.info(
             "task %d/%d | classes %d | train %d | memory %d | test acc %.2f%% | loss %.4f | %.1fs",
             task_id + 1,
