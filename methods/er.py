@@ -14,8 +14,9 @@ class ExperienceReplay(Method):
         self.mem_batchsize = int(trainer.cfg.mem_batchsize)  # read once: a config read is ~7 us
 
     def online_batch(self, stream_indices: torch.Tensor) -> torch.Tensor:
-        replay = self.memory.sample(self.mem_batchsize)
-        return torch.cat([stream_indices, replay])
+        if len(self.memory) == 0:
+            return stream_indices
+        return torch.cat([stream_indices, self.memory.sample(self.mem_batchsize)])
 
     def offline_pool(self, task_indices: torch.Tensor) -> torch.Tensor:
         return torch.cat([task_indices, self.memory.indices])

@@ -92,7 +92,8 @@ class Trainer:
     def fetch_images(self, indices: torch.Tensor) -> torch.Tensor:
         """uint8 training images on the device, for any index tensor."""
         if isinstance(self.train_x, torch.Tensor):
-            indices = indices.to(self.train_x.device)
+            if indices.device != self.train_x.device:
+                indices = indices.to(self.train_x.device)
             if indices.dim() == 1 and indices.dtype in (torch.int64, torch.int32):
                 return self.train_x.index_select(0, indices)  # ~7x faster than [] for small batches
             return self.train_x[indices]
@@ -155,7 +156,9 @@ class Trainer:
         if self.pin_indices and indices.device.type == "cpu":  # a pageable copy would sync
             indices = indices.pin_memory().to(self.device, non_blocking=True)
         images = self.fetch_images(indices)
-        labels = self.train_labels.index_select(0, indices.to(self.device))
+        if indices.device != self.train_labels.device:
+            indices = indices.to(self.train_labels.device)
+        labels = self.train_labels.index_select(0, indices)
         batch = self.augmenter.train_batch(images, labels)
         single = len(indices) == 1  # BatchNorm cannot normalise one sample: use running stats
         if single or not self.model.training:  # train() walks every module: only when needed
