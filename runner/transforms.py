@@ -85,7 +85,9 @@ def operation_magnitude(name: str, level: int, n_bins: int, height: int, width: 
 
 
 @cache
-def randaug_table(shape: tuple[int, int, int], level: int, n_bins: int, device) -> OperationTable:
+def randaug_table(
+    shape: tuple[int, int, int], level: int, n_bins: int, device: torch.device
+) -> OperationTable:
     """RandAugment's pairs: operation o at +magnitude is pair 2o, at -magnitude pair 2o + 1."""
     _, height, width = shape
     pairs = []
@@ -111,7 +113,7 @@ def rand_augment(
 
 
 @cache
-def autoaug_table(shape: tuple[int, int, int], stage: int, device) -> OperationTable:
+def autoaug_table(shape: tuple[int, int, int], stage: int, device: torch.device) -> OperationTable:
     """Stage `stage` of the CIFAR-10 policy: pair 0 = not applied, 1 + 2k (+1) = sub-policy k."""
     _, height, width = shape
     pairs = [("Identity", 0.0)]
