@@ -46,17 +46,6 @@ class MixedBatch:
     lam: float = 1.0
 
 
-def random_crop(images: torch.Tensor, padding: int) -> torch.Tensor:
-    """Zero-pad and crop back to size at an independent random offset per image."""
-    return random_crop_flip(images, padding, hflip=False)
-
-
-def random_hflip(images: torch.Tensor) -> torch.Tensor:
-    """Mirror a random half of the images."""
-    flip = torch.rand(images.shape[0], device=images.device) < 0.5
-    return torch.where(flip[:, None, None, None], images.flip(-1), images)
-
-
 # Above this many table entries (e.g. 64x64 images), crops are two gathers, rows then columns.
 MAX_CROP_TABLE_ENTRIES = 1 << 21
 
@@ -86,7 +75,7 @@ def random_crop_flip(images: torch.Tensor, padding: int, hflip: bool) -> torch.T
     """Random crop of the zero-padded images and, if hflip, a random mirror: one gather.
 
     Every image draws its own crop offset (uniform over the (2p+1)^2 offsets) and, with hflip,
-    mirrors with probability 1/2, as random_crop followed by random_hflip would; a handful of
+    mirrors with probability 1/2, as a random crop followed by a random mirror would; a handful of
     tensor operations per batch whatever its size, so small batches stay cheap.
     """
     if padding <= 0 and not hflip:
@@ -128,11 +117,11 @@ class Augmenter:
         self.batch_mixes = [BATCH_MIXES[n] for n in trans if n in BATCH_MIXES]
         self.hflip = hflip
         self.padding = max(1, image_size // 8)
-        self.mean = torch.tensor(mean, device=device, dtype=torch.float32).view(1, -1, 1, 1)
-        self.std = torch.tensor(std, device=device, dtype=torch.float32).view(1, -1, 1, 1)
+        mean = torch.tensor(mean, device=device, dtype=torch.float32).view(1, -1, 1, 1)
+        std = torch.tensor(std, device=device, dtype=torch.float32).view(1, -1, 1, 1)
         # (x / 255 - mean) / std as one multiply-add: x * scale + shift.
-        self.scale = 1.0 / (255.0 * self.std)
-        self.shift = -self.mean / self.std
+        self.scale = 1.0 / (255.0 * std)
+        self.shift = -mean / std
 
     def normalize(self, images: torch.Tensor) -> torch.Tensor:
         """uint8 -> float, standardised per channel (what the model sees at test time)."""

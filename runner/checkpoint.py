@@ -19,8 +19,6 @@ import numpy as np
 import torch
 from omegaconf import DictConfig, OmegaConf
 
-from runner.config_check import ConfigError
-
 log = logging.getLogger("runner")
 
 CHECKPOINT_NAME = "checkpoint.pt"
@@ -250,8 +248,6 @@ class Checkpointer:
     """Saves the trainer's state after each task and every `every` steps inside a task."""
 
     def __init__(self, path: Path, every: int, cfg: DictConfig, command: str) -> None:
-        if every < 0:
-            raise ConfigError(f"checkpoint_every={every} must be 0 (after tasks only) or more.")
         self.path = Path(path)
         self.every = every
         self.header = {"format": FORMAT, "config": config_snapshot(cfg), "command": command}

@@ -14,7 +14,14 @@ class ConfigError(ValueError):
 
 
 _POSITIVE = ("batchsize", "n_tasks", "lr", "eval_batchsize", "topk", "log_every")
-_NON_NEGATIVE = ("mem_size", "mem_batchsize", "n_epoch", "num_threads", "warmup_epochs")
+_NON_NEGATIVE = (
+    "mem_size",
+    "mem_batchsize",
+    "n_epoch",
+    "num_threads",
+    "warmup_epochs",
+    "checkpoint_every",
+)
 
 
 def check_config(cfg: DictConfig) -> None:

@@ -24,7 +24,6 @@ class Evaluation:
     accuracy: float
     accuracy_topk: float
     group_accuracy: np.ndarray
-    class_accuracy: np.ndarray
 
 
 @torch.inference_mode()
@@ -48,7 +47,7 @@ def evaluate_test_set(
     Args:
         model: put in eval mode before `predict` (the method's scores, from the model's input).
         test_images: uint8 images; test_labels: relabelled, on `device`.
-        split: gives the class count and each label's task group; n_groups: the group count.
+        split: gives each label's task group; n_groups: the group count.
         n_exposed: classes seen so far; accuracy and accuracy_topk count only their samples.
     """
     model.eval()
@@ -68,9 +67,6 @@ def evaluate_test_set(
         top1[start:stop] = best[:, 0] == labels
         in_topk[start:stop] = (best == labels[:, None]).any(1)
     exposed = test_labels < n_exposed
-    n_classes = split.n_classes
-    per_class_total = torch.bincount(test_labels, minlength=n_classes).clamp(min=1)
-    per_class = torch.bincount(test_labels[top1], minlength=n_classes) / per_class_total
     groups = split.label_group(test_labels)
     per_group = torch.bincount(groups[top1], minlength=n_groups) / torch.bincount(
         groups, minlength=n_groups
@@ -79,7 +75,6 @@ def evaluate_test_set(
         accuracy=100.0 * top1[exposed].float().mean().item(),
         accuracy_topk=100.0 * in_topk[exposed].float().mean().item(),
         group_accuracy=100.0 * per_group.cpu().numpy(),
-        class_accuracy=100.0 * per_class.cpu().numpy(),
     )
 
 

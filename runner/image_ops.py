@@ -115,12 +115,15 @@ def _complement(factor: torch.Tensor) -> torch.Tensor:
     return (1.0 - factor).float()
 
 
+def _grey(images: torch.Tensor) -> torch.Tensor:
+    """(n, H, W) float grey levels of RGB images, floored as torchvision's uint8 kernels do."""
+    red, green, blue = images.unbind(1)
+    return red.mul(0.2989).add_(green, alpha=0.587).add_(blue, alpha=0.114).floor_()
+
+
 def contrast_lookup(images: torch.Tensor, factor: torch.Tensor) -> torch.Tensor:
     """(n, C, 256) tables blending every value with its image's mean grey level (float64 factor)."""
-    floats = images.float()
-    if images.shape[1] == 3:
-        red, green, blue = floats.unbind(1)
-        floats = red.mul(0.2989).add_(green, alpha=0.587).add_(blue, alpha=0.114).floor_()
+    floats = _grey(images) if images.shape[1] == 3 else images.float()
     mean = floats.mean(dim=tuple(range(1, floats.dim())))
     ramp = _ramp(images.device, torch.float32)
     table = torch.addcmul(
@@ -180,15 +183,14 @@ def saturate(images: torch.Tensor, factor: torch.Tensor) -> torch.Tensor:
     """Blend every RGB image with its grey version by its own factor (grey images unchanged)."""
     if images.shape[1] != 3:
         return images
-    red, green, blue = images.unbind(1)
-    grey = red.mul(0.2989).add_(green, alpha=0.587).add_(blue, alpha=0.114).floor_()[:, None]
+    grey = _grey(images)[:, None]
     blended = images.mul(factor.float().view(-1, 1, 1, 1))
     blended.addcmul_(grey, _complement(factor).view(-1, 1, 1, 1))
     return blended.clamp_(0, 255).to(torch.uint8)
 
 
 LOOKUP_BUILDERS = {
-    CONTRAST: lambda images, factor: contrast_lookup(images, factor),
+    CONTRAST: contrast_lookup,
     AUTOCONTRAST: lambda images, factor: autocontrast_lookup(images),
     EQUALIZE: lambda images, factor: equalize_lookup(images),
 }
@@ -202,6 +204,7 @@ class OperationTable:
         self, pairs: Sequence[tuple[str, float]], shape: tuple[int, int, int], device: torch.device
     ) -> None:
         channels, height, width = shape
+        self.pairs = list(pairs)
         kinds = [KIND_OF[name] for name, _ in pairs]
         if channels == 1:  # colour is the identity on grey images (as in torchvision and PIL)
             kinds = [IDENTITY if kind == COLOR else kind for kind in kinds]
@@ -234,35 +237,29 @@ class OperationTable:
         if counts[IDENTITY] == batch:
             return images
         ends = list(accumulate(counts))
-        starts = [end - count for end, count in zip(ends, counts, strict=True)]
-        order = torch.argsort(kinds, stable=True)
-        device = images.device
-        order_on_device = order.to(device, non_blocking=True)
-        pair_on_device = pair.index_select(0, order).to(device, non_blocking=True)
-        output = images.index_select(0, order_on_device)
+        span = [slice(end - count, end) for end, count in zip(ends, counts, strict=True)]
+        order = torch.argsort(kinds, stable=True).to(images.device, non_blocking=True)
+        pair = pair.to(images.device, non_blocking=True).index_select(0, order)
+        output = images.index_select(0, order)
         flat = output.view(batch, channels, height * width)
-        factor = self.factor.index_select(0, pair_on_device)
-        lookups = slice(starts[LOOKUP], ends[EQUALIZE])
+        factor = self.factor.index_select(0, pair)
+        lookups = slice(span[LOOKUP].start, span[EQUALIZE].stop)
         if lookups.stop > lookups.start:
-            lookup = self.lookup.index_select(0, pair_on_device[lookups])
-            lookup = lookup[:, None, :].repeat(1, channels, 1)
+            lookup = self.lookup.index_select(0, pair)[:, None, :].repeat(1, channels, 1)
             for kind in (CONTRAST, AUTOCONTRAST, EQUALIZE):
                 if counts[kind]:
-                    own, part = (
-                        slice(starts[kind], ends[kind]),
-                        slice(starts[kind] - lookups.start, ends[kind] - lookups.start),
-                    )
-                    lookup[part] = LOOKUP_BUILDERS[kind](output[own], factor[own])
-            flat[lookups] = lookup.gather(2, flat[lookups].long())
+                    own = span[kind]
+                    lookup[own] = LOOKUP_BUILDERS[kind](output[own], factor[own])
+            flat[lookups] = lookup[lookups].gather(2, flat[lookups].long())
         if counts[GEOMETRIC]:
-            moved = slice(starts[GEOMETRIC], ends[GEOMETRIC])
+            moved = span[GEOMETRIC]
             padded = nnf.pad(flat[moved], (0, 1))  # the extra last pixel is the fill
-            source = self.source.index_select(0, pair_on_device[moved])[:, None, :]
+            source = self.source.index_select(0, pair[moved])[:, None, :]
             flat[moved] = padded.gather(2, source.expand(-1, channels, -1))
         for kind in (SHARPNESS, COLOR):
             if counts[kind]:
-                own = slice(starts[kind], ends[kind])
+                own = span[kind]
                 output[own] = BLENDS[kind](output[own], factor[own])
-        unsort = torch.empty_like(order_on_device)
-        unsort[order_on_device] = torch.arange(batch, device=device)
+        unsort = torch.empty_like(order)
+        unsort[order] = torch.arange(batch, device=order.device)
         return output.index_select(0, unsort)

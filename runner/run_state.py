@@ -94,13 +94,15 @@ class ResumePoint:
 
 def trainer_state_dict(trainer: Trainer, position: StreamPosition) -> dict[str, Any]:
     """Everything needed to continue the trainer's run exactly from `position`."""
+    # Each task starts with a fresh optimizer, so only a checkpoint inside a task needs one.
+    optimizing = position.inside and trainer.optimizer is not None
     return {
         "position": dict(vars(position)),
         "global_step": trainer.global_step,
         "head_size": trainer.model.n_classes,
         "model": trainer.model.state_dict(),
-        "optimizer": None if trainer.optimizer is None else trainer.optimizer.state_dict(),
-        "scheduler": None if trainer.scheduler is None else trainer.scheduler.state_dict(),
+        "optimizer": trainer.optimizer.state_dict() if optimizing else None,
+        "scheduler": trainer.scheduler.state_dict() if optimizing else None,
         "task_epoch": trainer.task_epoch,
         "warm_lrs": trainer.warm_lrs,
         "method": trainer.method.state_dict(),

@@ -5,6 +5,8 @@ from __future__ import annotations
 import logging
 import math
 import time
+from collections.abc import Callable
+from functools import partial
 
 import torch
 from hydra.utils import instantiate
@@ -267,6 +269,16 @@ class Trainer:
             self._checkpoint_inside(STREAM_PHASE, 0, start + batchsize, None, warm)
         self._end_epoch(warm)
 
+    def _run_epochs(self, phase: int, n_epochs: int, make_pool: Callable[[], torch.Tensor]) -> None:
+        """Shuffled epochs over make_pool()'s indices, skipping those a resumed run has done."""
+        for epoch in range(n_epochs):
+            if self.resume.already_done(phase, epoch):
+                continue
+            resume_at = self.resume.continue_at(phase, epoch)
+            pool = resume_at.order if resume_at else make_pool()
+            if len(pool):
+                self.run_epoch(pool, phase, epoch, resume_at)
+
     def train_task(self, task_id: int, task_indices: torch.Tensor) -> None:
         """Everything that happens between two evaluations (from self.resume when resuming)."""
         self.task_id = task_id
@@ -280,22 +292,12 @@ class Trainer:
             if not self.resume.already_done(STREAM_PHASE, 0):
                 self.online_pass(task_indices, self.resume.continue_at(STREAM_PHASE, 0))
         else:
-            for epoch in range(int(self.cfg.n_epoch)):
-                if self.resume.already_done(STREAM_PHASE, epoch):
-                    continue
-                resume_at = self.resume.continue_at(STREAM_PHASE, epoch)
-                pool = resume_at.order if resume_at else self.method.offline_pool(task_indices)
-                if len(pool):
-                    self.run_epoch(pool, STREAM_PHASE, epoch, resume_at)
+            offline_pool = partial(self.method.offline_pool, task_indices)
+            self._run_epochs(STREAM_PHASE, int(self.cfg.n_epoch), offline_pool)
         if self.resume.position is None:  # else it stopped in a memory epoch, after this update
             self.method.end_stream(task_id, task_indices, streamed=self.online)
-        for epoch in range(self.method.memory_epochs(self.online)):
-            if self.resume.already_done(MEMORY_PHASE, epoch):
-                continue
-            resume_at = self.resume.continue_at(MEMORY_PHASE, epoch)
-            pool = resume_at.order if resume_at else self.method.memory_pool()
-            if len(pool):
-                self.run_epoch(pool, MEMORY_PHASE, epoch, resume_at)
+        memory_epochs = self.method.memory_epochs(self.online)
+        self._run_epochs(MEMORY_PHASE, memory_epochs, self.method.memory_pool)
         self._flush_window()
         self.method.after_task(task_id)
 

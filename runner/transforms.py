@@ -84,6 +84,11 @@ def operation_magnitude(name: str, level: int, n_bins: int, height: int, width: 
     return 0.0
 
 
+def _both_signs(name: str, magnitude: float) -> list[tuple[str, float]]:
+    """The +magnitude and -magnitude pairs of an operation (the same twice when unsigned)."""
+    return [(name, magnitude), (name, -magnitude if name in SIGNED else magnitude)]
+
+
 @cache
 def randaug_table(
     shape: tuple[int, int, int], level: int, n_bins: int, device: torch.device
@@ -92,8 +97,7 @@ def randaug_table(
     _, height, width = shape
     pairs = []
     for name in RANDAUG_OPERATIONS:
-        magnitude = operation_magnitude(name, level, n_bins, height, width)
-        pairs += [(name, magnitude), (name, -magnitude if name in SIGNED else magnitude)]
+        pairs += _both_signs(name, operation_magnitude(name, level, n_bins, height, width))
     return OperationTable(pairs, shape, device)
 
 
@@ -119,8 +123,7 @@ def autoaug_table(shape: tuple[int, int, int], stage: int, device: torch.device)
     pairs = [("Identity", 0.0)]
     for sub_policy in CIFAR10_POLICY:
         name, _, level = sub_policy[stage]
-        magnitude = operation_magnitude(name, level, AUTOAUG_BINS, height, width)
-        pairs += [(name, magnitude), (name, -magnitude if name in SIGNED else magnitude)]
+        pairs += _both_signs(name, operation_magnitude(name, level, AUTOAUG_BINS, height, width))
     return OperationTable(pairs, shape, device)
 
 
