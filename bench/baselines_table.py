@@ -22,6 +22,12 @@ from pathlib import Path
 
 import pandas as pd
 
+if __package__ in (None, ""):
+    sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
+
+from bench.common import format_table  # noqa: E402
+from bench.runs import finished_run  # noqa: E402
+
 REPO = Path(__file__).resolve().parent.parent
 MODES = ["rm", "ewc", "rwalk", "icarl", "gdumb", "bic", "er", "finetune", "joint"]
 # Blurry10-Online, MNIST, last accuracy % (the paper's Table 2; er/finetune/joint not listed).
@@ -50,14 +56,7 @@ def run_one(mode: str, seed: int, args: argparse.Namespace) -> dict:
     run_dir = Path(args.out) / mode / f"seed{seed}"
     summary_path = run_dir / "results" / "summary.csv"
     wall_path = run_dir / "bench_wall.json"
-    if summary_path.exists() and wall_path.exists() and not args.rerun:
-        row = pd.read_csv(summary_path).iloc[0].to_dict()
-        if row.get("status") == "complete":
-            return {**row, "wall_s": json.loads(wall_path.read_text())["wall_s"]}
-    command = [
-        sys.executable,
-        "-m",
-        "runner",
+    overrides = [
         f"mode={mode}",
         f"dataset={args.dataset}",
         "stream=online",
@@ -67,9 +66,12 @@ def run_one(mode: str, seed: int, args: argparse.Namespace) -> dict:
         f"seed={seed}",
         "progress=false",
         f"num_threads={args.threads}",
-        f"hydra.run.dir={run_dir}",
         *args.overrides,
     ]
+    if wall_path.exists() and not args.rerun and finished_run(run_dir, overrides):
+        row = pd.read_csv(summary_path).iloc[0].to_dict()
+        return {**row, "wall_s": json.loads(wall_path.read_text())["wall_s"]}
+    command = [sys.executable, "-m", "runner", *overrides, f"hydra.run.dir={run_dir}"]
     started = time.perf_counter()
     result = subprocess.run(command, cwd=REPO, capture_output=True, text=True, check=False)
     wall = time.perf_counter() - started
@@ -141,16 +143,8 @@ def main() -> None:
         f"seeds {' '.join(map(str, args.seeds))}"
     )
     print(f"\n{title}\n")
-    print(summary.to_markdown(index=False) if _has_tabulate() else summary.to_string(index=False))
+    print(format_table(summary.to_dict("records"), list(summary.columns)))
     print(f"\nwritten: {out / 'baselines_table.csv'} and {out / 'baselines_runs.csv'}")
-
-
-def _has_tabulate() -> bool:
-    try:
-        import tabulate  # noqa: F401
-    except ImportError:
-        return False
-    return True
 
 
 if __name__ == "__main__":

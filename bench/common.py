@@ -13,14 +13,13 @@ from pathlib import Path
 REPO = Path(__file__).resolve().parent.parent
 if str(REPO) not in sys.path:
     sys.path.insert(0, str(REPO))
-# As runner/__init__.py does, before torch starts its thread pool (torch may come first here).
-os.environ.setdefault("OMP_WAIT_POLICY", "PASSIVE")
+import runner  # noqa: E402,F401  (before torch: sets OMP_WAIT_POLICY; registers resolvers)
 
+# isort: split
 import torch  # noqa: E402
 from hydra import compose, initialize_config_dir  # noqa: E402
 from omegaconf import DictConfig  # noqa: E402
 
-import runner  # noqa: E402,F401  (resolvers)
 from datasets.base import ImageData  # noqa: E402
 from datasets.splits import make_split  # noqa: E402
 from runner.config_check import resolve_device  # noqa: E402
@@ -28,6 +27,8 @@ from runner.results import ResultWriter  # noqa: E402
 from runner.trainer import Trainer  # noqa: E402
 
 CONF = REPO / "conf"
+# Run directories of benchmark trainers (logs, events): removed when the process exits.
+_SCRATCH = tempfile.TemporaryDirectory(prefix="bench_", ignore_cleanup_errors=True)
 
 
 def describe_device(device: torch.device) -> str:
@@ -111,7 +112,7 @@ def build_trainer(
     cfg = compose_config(["progress=false", f"device={device}", *overrides])
     split = make_split(data.train_y, data.n_classes, int(cfg.n_tasks), float(cfg.exp.blurry), 0)
     if run_dir is None:
-        run_dir = Path(tempfile.mkdtemp(prefix="bench_"))
+        run_dir = Path(tempfile.mkdtemp(dir=_SCRATCH.name))
     trainer = Trainer(cfg, data, split, device, ResultWriter(run_dir))
     trainer.task_id = 0
     trainer.n_exposed = split.exposed[0]

@@ -124,13 +124,15 @@ def main(argv: list[str] | None = None) -> list[dict]:
         help="KEY=VALUE for the runs, e.g. OMP_WAIT_POLICY=ACTIVE",
     )
     parser.add_argument("--csv", type=Path, default=None, help="write the rows here")
+    parser.add_argument("--work-dir", type=Path, default=None, help="run dirs (default: new temp)")
     args = parser.parse_args(argv)
 
     base = args.base.split() + args.extra.split() + ["progress=false"]
     modes = [m for m in args.modes.split(",") if m]
     known = available_modes()
     env = dict(item.split("=", 1) for item in args.env)
-    work_dir = Path(tempfile.mkdtemp(prefix="bench_e2e_"))
+    work_dir = args.work_dir or Path(tempfile.mkdtemp(prefix="bench_e2e_"))
+    work_dir.mkdir(parents=True, exist_ok=True)
     print(f"runs in {work_dir} | cpus {os.cpu_count()} | env {args.env} | {sys.executable}")
     rows = []
     for mode in modes:

@@ -22,6 +22,11 @@ from pathlib import Path
 
 import pandas as pd
 
+if __package__ in (None, ""):
+    sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
+
+from bench.runs import finished_run  # noqa: E402
+
 REPO = Path(__file__).resolve().parent.parent
 SETTING = [
     "dataset=fashion_mnist",
@@ -41,26 +46,14 @@ CONFIGS = {
 
 
 def run_one(name: str, seed: int, out: Path, threads: int, extra: list[str]) -> dict:
-    """One run as a subprocess (skipped when its summary says complete), as a result row."""
+    """One run as a subprocess (skipped when it already ran these overrides), as a result row."""
     slug = "".join(c if c.isalnum() else "_" for c in name).strip("_")
     run_dir = out / f"{slug}_seed{seed}"
     summary_path = run_dir / "results" / "summary.csv"
     wall_path = run_dir / "wall_seconds.txt"
-    complete = summary_path.exists() and wall_path.exists()
-    if complete:
-        complete = pd.read_csv(summary_path).status.iloc[0] == "complete"
-    if not complete:
-        command = [
-            sys.executable,
-            "-m",
-            "runner",
-            *SETTING,
-            *CONFIGS[name],
-            f"seed={seed}",
-            f"num_threads={threads}",
-            *extra,
-            f"hydra.run.dir={run_dir}",
-        ]
+    overrides = [*SETTING, *CONFIGS[name], f"seed={seed}", f"num_threads={threads}", *extra]
+    if not (wall_path.exists() and finished_run(run_dir, overrides)):
+        command = [sys.executable, "-m", "runner", *overrides, f"hydra.run.dir={run_dir}"]
         started = time.perf_counter()
         result = subprocess.run(command, cwd=REPO, capture_output=True, text=True, check=False)
         wall = time.perf_counter() - started

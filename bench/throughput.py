@@ -15,18 +15,14 @@ from __future__ import annotations
 import argparse
 import copy
 import csv
-import importlib
 import sys
+from functools import partial
 from pathlib import Path
 
 if __package__ in (None, ""):
     sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
-import torch  # noqa: E402
-from hydra.utils import instantiate  # noqa: E402
-from torch.nn import functional as F  # noqa: E402
-
-from bench.common import (  # noqa: E402
+from bench.common import (  # noqa: E402  (first: it sets the OpenMP policy before torch loads)
     build_trainer,
     describe_device,
     format_table,
@@ -35,12 +31,14 @@ from bench.common import (  # noqa: E402
     synthetic_data,
     time_call,
 )
-from runner.augment import BATCH_MIXES, IMAGE_TRANSFORMS  # noqa: E402
 
-try:  # the TRANS entries register on import (runner/augment.py imports them when they exist)
-    importlib.import_module("runner.transforms")
-except ImportError:
-    pass
+# isort: split
+import torch  # noqa: E402
+from hydra.utils import instantiate  # noqa: E402
+from torch.nn import functional as F  # noqa: E402
+
+from memory import rainbow, uncertainty  # noqa: E402
+from runner.augment import BATCH_MIXES, IMAGE_TRANSFORMS, MixedBatch  # noqa: E402
 
 SHAPES = {"mlp400": (1, 28, 28), "resnet18": (3, 32, 32), "resnet32": (3, 32, 32)}
 TRANS_SETS = {"none": [], "cutmix+autoaug": ["cutmix", "autoaug"]}
@@ -81,10 +79,6 @@ def throughput_row(
     """
     shape = SHAPES[model_name]
     trans = TRANS_SETS[trans_name]
-    missing = [t for t in trans if t not in IMAGE_TRANSFORMS and t not in BATCH_MIXES]
-    if missing:
-        print(f"skip {model_name} b{batch} trans={trans_name}: {missing} not registered yet")
-        return None
     mem_size = 500 if replay else 0
     data = synthetic_data(max(2000, mem_size + batch * steps), shape)
     overrides = [
@@ -130,12 +124,6 @@ def throughput_row(
 
 def scoring_rows(batch: int, n_candidates: int, device: torch.device, clock) -> list[dict]:
     """RM's uncertainty scoring of mlp400 candidates (K perturbed forwards per candidate)."""
-    try:
-        uncertainty = importlib.import_module("memory.uncertainty")
-        rainbow = importlib.import_module("memory.rainbow")
-    except ImportError:
-        print("skip uncertainty scoring: memory/uncertainty.py does not exist yet")
-        return []
     shape = SHAPES["mlp400"]
     data = synthetic_data(max(2000, n_candidates), shape)
     overrides = ["model=mlp400", "mode=er", f"eval_batchsize={batch}"]
@@ -166,6 +154,28 @@ def scoring_rows(batch: int, n_candidates: int, device: torch.device, clock) -> 
     return rows
 
 
+def augment_rows(batches: list[int], device: torch.device, clock, calls: int = 200) -> list[dict]:
+    """Microseconds per call of every TRANS entry alone, on uint8 1x28x28 batches."""
+    rows = []
+    for batch in batches:
+        images = torch.randint(0, 256, (batch, *SHAPES["mlp400"]), dtype=torch.uint8, device=device)
+        labels = torch.randint(0, 10, (batch,), device=device)
+        normalised = images.float()
+        entries = {name: partial(transform, images) for name, transform in IMAGE_TRANSFORMS.items()}
+        for name, mix in BATCH_MIXES.items():  # always mixing (probability 1), as a worst case
+            entries[name] = partial(mix, MixedBatch(normalised, labels), probability=1.0)
+        for name, call in entries.items():
+
+            def repeat(call=call) -> None:
+                for _ in range(calls):
+                    call()
+
+            repeat()  # warm-up: builds the cached tables
+            seconds = min(time_call(repeat, device, clock) for _ in range(3))
+            rows.append({"trans": name, "batch": batch, "us per call": 1e6 * seconds / calls})
+    return rows
+
+
 def main(argv: list[str] | None = None) -> list[dict]:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--device", default="auto", help="auto, cpu or cuda[:N]")
@@ -177,6 +187,7 @@ def main(argv: list[str] | None = None) -> list[dict]:
     parser.add_argument("--rounds", type=int, default=5, help="timed chunks; the best is kept")
     parser.add_argument("--trans", default="none,cutmix+autoaug")
     parser.add_argument("--replay", default="no,yes")
+    parser.add_argument("--augment", default="16,512", help="batch sizes of the TRANS-alone table")
     parser.add_argument("--candidates", type=int, default=5000, help="0 skips the scoring bench")
     parser.add_argument("--eval-batch", type=int, default=1024, help="scoring batch size")
     parser.add_argument("--threads", type=int, default=1, help="torch threads (0 = all cores)")
@@ -207,6 +218,10 @@ def main(argv: list[str] | None = None) -> list[dict]:
                         print(format_table([row], COLUMNS).splitlines()[-1], flush=True)
     print()
     print(format_table(rows, COLUMNS))
+    if args.augment:
+        augment = augment_rows([int(b) for b in args.augment.split(",")], device, clock)
+        print()
+        print(format_table(augment, list(augment[0])))
     if args.candidates > 0:
         scoring = scoring_rows(int(args.eval_batch), args.candidates, device, clock)
         if scoring:

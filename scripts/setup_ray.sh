@@ -11,6 +11,8 @@ main_site=$(.venv/bin/python -c 'import sysconfig; print(sysconfig.get_paths()["
 ray_site=$(.venv-ray/bin/python -c 'import sysconfig; print(sysconfig.get_paths()["purelib"])')
 echo "import site; site.addsitedir('$main_site')" > "$ray_site/_main_venv.pth"
 # pip's resolver notes the joblib/cloudpickle clash of the layered .venv; it does not matter here.
-.venv-ray/bin/python -m pip install --quiet -e '.[ray]' 2>&1 | grep -v cloudpickle || true
-.venv-ray/bin/python -c "import ray, hydra_plugins.hydra_ray_launcher" && touch "$stamp"
+# (pipefail keeps pip's own exit status; only grep's "nothing left" is forgiven.)
+.venv-ray/bin/python -m pip install --quiet -e '.[ray]' 2>&1 | { grep -v cloudpickle || true; }
+.venv-ray/bin/python -c "import ray, hydra_plugins.hydra_ray_launcher"
+touch "$stamp"
 echo "setup: .venv-ray ready"

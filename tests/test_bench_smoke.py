@@ -25,6 +25,7 @@ def test_throughput_bench_runs_every_kind_of_row(tmp_path, capsys):
             "--rounds=1",
             "--trans=none,cutmix+autoaug",
             "--replay=no,yes",
+            "--augment=4",
             "--candidates=40",
             "--eval-batch=16",
             "--threads=0",
@@ -42,6 +43,7 @@ def test_throughput_bench_runs_every_kind_of_row(tmp_path, capsys):
     assert all(r["ratio"] > 0 and math.isfinite(r["ratio"]) for r in rows)
     assert [r["batch"] for r in rows if r["model"] == "mlp400"] == [4, 8, 4, 8]
     assert "candidate-perturbations/s" in printed
+    assert "| autoaug | 4 |" in printed  # the TRANS-alone table
     with open(out) as handle:
         assert len(list(csv.DictReader(handle))) == 8
 
@@ -55,6 +57,7 @@ def test_end_to_end_bench_measures_runs_and_skips_unknown_modes(tmp_path, capsys
             "--base=dataset=digits n_epoch=1 mem_size=50 num_threads=1",
             "--concurrent=2",
             f"--csv={out}",
+            f"--work-dir={tmp_path / 'runs'}",
         ]
     )
     assert "skip mode=no_such_mode" in capsys.readouterr().out
