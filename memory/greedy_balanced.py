@@ -21,7 +21,7 @@ class GreedyBalancedMemory(Memory):
     streaming = True
 
     def __init__(self, capacity: int, seed: int) -> None:
-        super().__init__(capacity, seed, class_balanced=True)
+        super().__init__(capacity, seed)
         self.seen_classes = np.zeros(0, dtype=bool)
 
     def observe(self, indices: torch.Tensor, labels: torch.Tensor, n_exposed: int) -> None:

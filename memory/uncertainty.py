@@ -42,7 +42,7 @@ def perturbations(metric: str, k: int, side: int) -> list[Perturbation]:
         return [base[i % len(base)] for i in range(k)]
     single = {
         "vr_randaug": transforms.rand_augment,
-        "vr_cutout": partial(transforms.cutout, size=max(1, side // 2)),
+        "vr_cutout": transforms.cutout_half,
         "vr_autoaug": transforms.auto_augment,
     }[metric]
     return [single] * k
@@ -97,7 +97,7 @@ class UncertaintyMemory(Memory):
         metric: str = "vr",
         k: int = 12,
     ) -> None:
-        super().__init__(capacity, seed, class_balanced=True)
+        super().__init__(capacity, seed)
         if metric not in UNCERTAINTY_METRICS:
             raise ChoiceError(
                 f"unknown uncert_metric '{metric}'; valid choices are: "

@@ -58,6 +58,7 @@ class BiC(ExperienceReplay):
         self.holdout = torch.empty(0, dtype=torch.long)
         self.old_model: torch.nn.Module | None = None
         self.generator = torch.Generator().manual_seed(int(trainer.cfg.seed))
+        self.distill, self.temperature = bool(self.options.distill), float(self.options.temperature)
 
     def _ensure_correction(self) -> None:
         if self.alpha is None:
@@ -89,7 +90,7 @@ class BiC(ExperienceReplay):
 
     def online_batch(self, stream_indices: torch.Tensor) -> torch.Tensor:
         pool = self.replay_pool()
-        n_replay = min(int(self.trainer.cfg.mem_batchsize), len(pool))
+        n_replay = min(self.mem_batchsize, len(pool))
         return torch.cat([stream_indices, pool[torch.randperm(len(pool))[:n_replay]]])
 
     def offline_pool(self, task_indices: torch.Tensor) -> torch.Tensor:
@@ -98,12 +99,10 @@ class BiC(ExperienceReplay):
     def loss(self, batch: MixedBatch) -> tuple[torch.Tensor, torch.Tensor]:
         logits = self.correct(self.model(batch.x))
         loss = mixed_cross_entropy(logits, batch)
-        if self.old_model is not None and self.n_old > 0 and self.options.distill:
+        if self.old_model is not None and self.n_old > 0 and self.distill:
             with torch.no_grad():
                 old_logits = self.correct(self.old_model(batch.x))[:, : self.n_old]
-            distill = soft_cross_entropy(
-                old_logits, logits[:, : self.n_old], float(self.options.temperature)
-            )
+            distill = soft_cross_entropy(old_logits, logits[:, : self.n_old], self.temperature)
             lam = self.n_old / self.n_seen
             loss = lam * distill + (1.0 - lam) * loss
         return loss, logits

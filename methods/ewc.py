@@ -5,7 +5,7 @@ from __future__ import annotations
 import torch
 
 from methods.base import METHODS
-from methods.regularization import RegularizedReplay, diagonal_fisher, penalized_parameters
+from methods.regularization import RegularizedReplay, diagonal_fisher
 
 
 @METHODS.register("ewc")
@@ -19,10 +19,11 @@ class EWC(RegularizedReplay):
     def __init__(self, trainer) -> None:
         super().__init__(trainer)
         self.task_indices = torch.empty(0, dtype=torch.long)
+        self.half_reg_coef = float(self.options.reg_coef) / 2.0  # read once, used every step
 
     @property
     def penalty_scale(self) -> float:
-        return float(self.options.reg_coef) / 2.0
+        return self.half_reg_coef
 
     def end_stream(self, task_id: int, task_indices: torch.Tensor, streamed: bool) -> None:
         super().end_stream(task_id, task_indices, streamed)
@@ -55,4 +56,4 @@ class EWC(RegularizedReplay):
             trainer.augmenter.normalize(trainer.fetch_images(chunk))
             for chunk in pool.split(int(trainer.cfg.batchsize))
         )
-        return diagonal_fisher(self.model, batches, list(penalized_parameters(self.model)))
+        return diagonal_fisher(self.model, batches, list(self.penalized))

@@ -14,10 +14,6 @@ def reinitialize(model: nn.Module) -> None:
     for module in model.modules():
         if module is not model and hasattr(module, "reset_parameters"):
             module.reset_parameters()
-    head = getattr(model, "head", None)
-    if head is not None and hasattr(head, "_init_rows"):
-        with torch.no_grad():
-            head._init_rows(head.weight, head.bias)
 
 
 @METHODS.register("gdumb")

@@ -75,14 +75,21 @@ class RegularizedReplay(ExperienceReplay):
         super().__init__(trainer)
         self.anchors: dict[str, torch.Tensor] = {}
         self.importance: dict[str, torch.Tensor] = {}
+        self._penalized: dict[str, torch.nn.Parameter] | None = None
 
     @property
     def penalty_scale(self) -> float:
         raise NotImplementedError
 
+    @property
+    def penalized(self) -> dict[str, torch.nn.Parameter]:
+        """penalized_parameters(model), looked up once: only the (excluded) head ever changes."""
+        if self._penalized is None:
+            self._penalized = penalized_parameters(self.model)
+        return self._penalized
+
     def penalty(self) -> torch.Tensor:
-        params = penalized_parameters(self.model)
-        return self.penalty_scale * quadratic_penalty(params, self.anchors, self.importance)
+        return self.penalty_scale * quadratic_penalty(self.penalized, self.anchors, self.importance)
 
     def loss(self, batch: MixedBatch) -> tuple[torch.Tensor, torch.Tensor]:
         loss, logits = super().loss(batch)
@@ -92,9 +99,7 @@ class RegularizedReplay(ExperienceReplay):
 
     def consolidate(self, importance: dict[str, torch.Tensor]) -> None:
         """Anchor the penalty at the current weights with the given importances."""
-        self.anchors = {
-            name: param.detach().clone() for name, param in penalized_parameters(self.model).items()
-        }
+        self.anchors = {name: param.detach().clone() for name, param in self.penalized.items()}
         self.importance = {name: value.detach().clone() for name, value in importance.items()}
 
     def state_dict(self) -> dict[str, torch.Tensor]:

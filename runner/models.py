@@ -27,6 +27,10 @@ class GrowingHead(nn.Module):
         bound = 1 / math.sqrt(self.in_features)
         nn.init.uniform_(bias, -bound, bound)
 
+    def reset_parameters(self) -> None:
+        """Fresh random rows for every class, as for any layer a model re-initialises."""
+        self._init_rows(self.weight, self.bias)
+
     @property
     def n_classes(self) -> int:
         return self.weight.shape[0]
