@@ -39,6 +39,7 @@ from torch.nn import functional as F  # noqa: E402
 
 from memory import rainbow, uncertainty  # noqa: E402
 from runner.augment import BATCH_MIXES, IMAGE_TRANSFORMS, MixedBatch  # noqa: E402
+from runner.models import MixedPrecision  # noqa: E402
 
 SHAPES = {"mlp400": (1, 28, 28), "resnet18": (3, 32, 32), "resnet32": (3, 32, 32)}
 TRANS_SETS = {"none": [], "cutmix+autoaug": ["cutmix", "autoaug"]}
@@ -46,20 +47,22 @@ COLUMNS = ["model", "input", "batch", "trans", "replay", "bare img/s", "loop img
 
 
 class BareStep:
-    """The limit: the model's own training step on a batch that is already on the device."""
+    """The limit: the model's own training step on a batch that is already on the device,
+    in the loop's precision (amp) and memory format (channels_last)."""
 
-    def __init__(self, model, cfg, batch: int, shape, device) -> None:
+    def __init__(self, model, cfg, precision: MixedPrecision, batch: int, shape, device) -> None:
         self.model = copy.deepcopy(model).train()
         self.optimizer = instantiate(cfg.optimizer)(self.model.parameters())
+        self.precision = precision
         self.x = torch.randn(batch, *shape, device=device)
         self.y = torch.randint(0, self.model.n_classes, (batch,), device=device)
 
     def __call__(self, steps: int) -> None:
         for _ in range(steps):
-            loss = F.cross_entropy(self.model(self.x), self.y)
+            with self.precision.autocast():
+                loss = F.cross_entropy(self.model(self.x), self.y)
             self.optimizer.zero_grad(set_to_none=True)
-            loss.backward()
-            self.optimizer.step()
+            self.precision.backward_and_step(loss, self.optimizer)
 
 
 def throughput_row(
@@ -100,7 +103,7 @@ def throughput_row(
     def loop() -> None:
         trainer.online_pass(torch.randperm(n_train)[: batch * steps])
 
-    bare = BareStep(trainer.model, trainer.cfg, per_step, shape, device)
+    bare = BareStep(trainer.model, trainer.cfg, trainer.precision, per_step, shape, device)
     trainer.online_pass(torch.randperm(n_train)[: batch * 3])  # warm-up
     bare(3)
     loop_seconds, bare_seconds = float("inf"), float("inf")

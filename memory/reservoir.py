@@ -41,9 +41,13 @@ class ReservoirMemory(Memory):
             return
         counters = self.n_seen + np.arange(1, rest + 1)
         slots = (self.rng.random(rest) * counters).astype(np.int64)
-        for offset in np.flatnonzero(slots < self.capacity):
-            self.indices[slots[offset]] = indices[take + offset]
-            self.labels[slots[offset]] = labels[take + offset]
+        kept = np.flatnonzero(slots < self.capacity)[::-1]
+        # A slot drawn twice keeps the later sample, as one-at-a-time replacement would.
+        slot, first_from_end = np.unique(slots[kept], return_index=True)
+        source = torch.from_numpy(take + kept[first_from_end])
+        slot = torch.from_numpy(slot)
+        self.indices[slot] = indices.index_select(0, source)
+        self.labels[slot] = labels.index_select(0, source)
         self.n_seen += rest
 
     def _observe_balanced(self, indices: torch.Tensor, labels: torch.Tensor) -> None:

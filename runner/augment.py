@@ -125,7 +125,7 @@ class Augmenter:
 
     def normalize(self, images: torch.Tensor) -> torch.Tensor:
         """uint8 -> float, standardised per channel (what the model sees at test time)."""
-        return torch.addcmul(self.shift, images.float(), self.scale)
+        return torch.addcmul(self.shift, images, self.scale)  # uint8 in: one kernel, not two
 
     def augment_images(self, images: torch.Tensor) -> torch.Tensor:
         """The per-image part: base crop and flip, then each TRANS transform."""

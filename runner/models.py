@@ -160,7 +160,7 @@ def resnet34(in_shape: tuple[int, int, int], n_classes: int) -> ContinualModel:
 AMP_CHOICES = ("auto", "off", "bf16", "fp16")
 
 
-def _switch(value: object, key: str) -> str:
+def switch_setting(value: object, key: str) -> str:
     """A yes/no/auto setting as 'auto', 'on' or 'off' (YAML may hand us a bool)."""
     if value is True or value in ("on", "true"):
         return "on"
@@ -222,12 +222,12 @@ def optimize_model(
     the growing head stays eager). Returns a one-line description for the log.
     """
     has_conv = any(isinstance(module, nn.Conv2d) for module in model.modules())
-    nhwc = _switch(channels_last, "channels_last")
+    nhwc = switch_setting(channels_last, "channels_last")
     use_nhwc = has_conv and (nhwc == "on" or (nhwc == "auto" and device.type == "cuda"))
     if use_nhwc:
         model.to(memory_format=torch.channels_last)
         model.channels_last = True
-    compiled = _switch(compile_backbone, "compile") == "on"
+    compiled = switch_setting(compile_backbone, "compile") == "on"
     if compiled:
         model.backbone.compile()
     return f"channels_last {'on' if use_nhwc else 'off'} | compile {'on' if compiled else 'off'}"

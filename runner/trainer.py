@@ -17,11 +17,12 @@ from datasets.base import ImageData
 from datasets.splits import TaskSplit
 from memory import MEMORIES, SelectionContext
 from methods import METHODS
+from runner import image_ops
 from runner.augment import Augmenter
 from runner.checkpoint import Checkpointer
 from runner.config_check import ConfigError
 from runner.evaluation import Evaluation, evaluate_test_set, record_task
-from runner.models import MixedPrecision, keep_freed_memory, optimize_model
+from runner.models import MixedPrecision, keep_freed_memory, optimize_model, switch_setting
 from runner.results import ResultWriter
 from runner.run_state import (
     MEMORY_PHASE,
@@ -140,9 +141,16 @@ class Trainer:
                 self.cfg.get("channels_last", "auto"),
                 self.cfg.get("compile", False),
             )
+            graphs = switch_setting(self.cfg.get("cuda_graphs", True), "cuda_graphs") != "off"
         except ValueError as error:
             raise ConfigError(str(error)) from error
-        log.info("speed: amp %s | %s", self.precision.mode, speed)
+        image_ops.CUDA_GRAPHS.enabled = graphs
+        log.info(
+            "speed: amp %s | %s | cuda_graphs %s",
+            self.precision.mode,
+            speed,
+            "on" if on_gpu and image_ops.CUDA_GRAPHS.enabled else "off",
+        )
 
     # --- steps and epochs -------------------------------------------------------------------
 

@@ -26,23 +26,25 @@ def policy_tables(shape: tuple[int, int, int]) -> dict[str, image_ops.OperationT
     }
 
 
+@pytest.mark.parametrize("whole_batch", [False, True], ids=["sorted", "whole_batch"])
 @pytest.mark.parametrize("shape", SHAPES)
-def test_every_pair_of_every_policy_equals_torchvision(shape):
+def test_every_pair_of_every_policy_equals_torchvision(shape, whole_batch):
     images = images_of(shape)
     for table_name, table in policy_tables(shape).items():
         for number, (name, magnitude) in enumerate(table.pairs):
-            got = table.apply(images, torch.full((len(images),), number))
+            got = table.apply(images, torch.full((len(images),), number), whole_batch)
             want = image_ops.OPERATIONS[name](images, magnitude)
             assert torch.equal(got, want), (table_name, name, magnitude)
 
 
+@pytest.mark.parametrize("whole_batch", [False, True], ids=["sorted", "whole_batch"])
 @pytest.mark.parametrize("shape", SHAPES)
-def test_a_batch_of_different_draws_equals_each_image_on_its_own(shape):
+def test_a_batch_of_different_draws_equals_each_image_on_its_own(shape, whole_batch):
     images = images_of(shape, n=40, seed=1)
     for table in policy_tables(shape).values():
         pairs = table.pairs
         pair = torch.randint(len(pairs), (len(images),), generator=torch.Generator().manual_seed(2))
-        got = table.apply(images, pair)
+        got = table.apply(images, pair, whole_batch)
         for image, out, number in zip(images, got, pair.tolist(), strict=True):
             name, magnitude = pairs[number]
             assert torch.equal(out, image_ops.OPERATIONS[name](image[None], magnitude)[0]), name

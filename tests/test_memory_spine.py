@@ -1,5 +1,7 @@
 """Memory invariants: capacity, reservoir uniformity, class balance, npz round trip."""
 
+import copy
+
 import numpy as np
 import pytest
 import torch
@@ -40,6 +42,29 @@ def test_reservoir_keeps_every_stream_position_with_equal_probability():
     assert inclusion.mean() == pytest.approx(0.1, abs=1e-9)
     assert inclusion[: n // 2].mean() == pytest.approx(0.1, abs=0.015)
     assert inclusion[n // 2 :].mean() == pytest.approx(0.1, abs=0.015)
+
+
+def test_reservoir_batch_update_equals_one_sample_at_a_time():
+    """Replacements land as sequential reservoir sampling would place them (later wins)."""
+    capacity = 8
+    memory = MEMORIES.get("reservoir")(capacity=capacity, seed=3)
+    indices, labels = stream(400, 5)
+    expected_indices = None
+    for start in range(0, 400, 64):  # big batches: slots drawn twice in one call
+        batch, batch_labels = indices[start : start + 64], labels[start : start + 64]
+        if len(memory) == capacity:
+            rng = copy.deepcopy(memory.rng)
+            expected_indices = memory.indices.clone()
+            counters = memory.n_seen + np.arange(1, len(batch) + 1)
+            slots = (rng.random(len(batch)) * counters).astype(np.int64)
+            for offset, slot in enumerate(slots):
+                if slot < capacity:
+                    expected_indices[slot] = batch[offset]
+        memory.observe(batch, batch_labels, 5)
+        if expected_indices is not None:
+            assert torch.equal(memory.indices, expected_indices)
+            assert torch.equal(memory.labels, labels[memory.indices])
+    assert expected_indices is not None
 
 
 def test_reservoir_counter_carries_over_tasks():

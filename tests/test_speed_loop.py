@@ -115,6 +115,8 @@ def test_bad_speed_settings_are_config_errors(tmp_path):
         digits_trainer(tmp_path, ["amp=fast"])
     with pytest.raises(ConfigError, match="channels_last=maybe"):
         digits_trainer(tmp_path, ["channels_last=maybe"])
+    with pytest.raises(ConfigError, match="cuda_graphs=sometimes"):
+        digits_trainer(tmp_path, ["cuda_graphs=sometimes"])
 
 
 def test_fetch_images_fast_path_matches_indexing(tmp_path):
