@@ -17,16 +17,14 @@ import runner  # noqa: E402,F401  (before torch: sets OMP_WAIT_POLICY; registers
 
 # isort: split
 import torch  # noqa: E402
-from hydra import compose, initialize_config_dir  # noqa: E402
-from omegaconf import DictConfig  # noqa: E402
 
 from datasets.base import ImageData  # noqa: E402
 from datasets.splits import make_split  # noqa: E402
+from runner.config import compose_config  # noqa: E402
 from runner.config_check import resolve_device  # noqa: E402
 from runner.results import ResultWriter  # noqa: E402
 from runner.trainer import Trainer  # noqa: E402
 
-CONF = REPO / "conf"
 # Run directories of benchmark trainers (logs, events): removed when the process exits.
 _SCRATCH = tempfile.TemporaryDirectory(prefix="bench_", ignore_cleanup_errors=True)
 
@@ -97,12 +95,6 @@ def synthetic_data(
         std=(0.25,) * channels,
         hflip=True,
     )
-
-
-def compose_config(overrides: list[str]) -> DictConfig:
-    """The config `python -m runner <overrides>` would run with."""
-    with initialize_config_dir(config_dir=str(CONF), version_base="1.3"):
-        return compose(config_name="config", overrides=overrides)
 
 
 def build_trainer(

@@ -101,6 +101,22 @@ class Method:
         return None
 
 
+def with_prefix(prefix: str, values: dict[str, torch.Tensor]) -> dict[str, torch.Tensor]:
+    """values under prefix-ed keys, to share one flat checkpoint dict with other entries."""
+    return {prefix + name: value for name, value in values.items()}
+
+
+def without_prefix(
+    state: dict[str, torch.Tensor], prefix: str, device: torch.device | None = None
+) -> dict[str, torch.Tensor]:
+    """The entries saved under prefix, the prefix removed (moved to device when given)."""
+    return {
+        key[len(prefix) :]: value if device is None else value.to(device)
+        for key, value in state.items()
+        if key.startswith(prefix)
+    }
+
+
 def mixed_cross_entropy(logits: torch.Tensor, batch: MixedBatch) -> torch.Tensor:
     """lam * CE(y) + (1 - lam) * CE(y_mix): plain CE when the batch was not mixed."""
     loss = F.cross_entropy(logits, batch.y)

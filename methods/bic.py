@@ -7,7 +7,7 @@ import logging
 import torch
 from torch.nn import functional as F
 
-from methods.base import METHODS, mixed_cross_entropy
+from methods.base import METHODS, mixed_cross_entropy, with_prefix, without_prefix
 from methods.distillation import (
     frozen_copy,
     old_class_count,
@@ -172,7 +172,7 @@ class BiC(ExperienceReplay):
         state = {"alpha": self.alpha, "beta": self.beta, "holdout": self.holdout}
         state["generator"] = self.generator.get_state()
         if self.old_model is not None:
-            state.update({f"old_model.{k}": v for k, v in self.old_model.state_dict().items()})
+            state.update(with_prefix("old_model.", self.old_model.state_dict()))
         return state
 
     def load_state_dict(self, state: dict[str, torch.Tensor]) -> None:
@@ -180,7 +180,5 @@ class BiC(ExperienceReplay):
         self.alpha, self.beta = state["alpha"].to(device), state["beta"].to(device)
         self.holdout = state["holdout"].cpu()
         self.generator.set_state(state["generator"].cpu())
-        teacher = {
-            k[len("old_model.") :]: v for k, v in state.items() if k.startswith("old_model.")
-        }
+        teacher = without_prefix(state, "old_model.")
         self.old_model = teacher_from_state(self.model, teacher) if teacher else None

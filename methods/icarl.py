@@ -6,7 +6,7 @@ import torch
 from torch.nn import functional as F
 
 from memory.prototype import extract_features
-from methods.base import METHODS
+from methods.base import METHODS, with_prefix, without_prefix
 from methods.distillation import frozen_copy, old_class_count, teacher_from_state
 from methods.er import ExperienceReplay
 from runner.augment import MixedBatch
@@ -87,14 +87,12 @@ class ICaRL(ExperienceReplay):
         if self.means is not None:
             state["means"] = self.means
         if self.old_model is not None:
-            state.update({f"old_model.{k}": v for k, v in self.old_model.state_dict().items()})
+            state.update(with_prefix("old_model.", self.old_model.state_dict()))
         return state
 
     def load_state_dict(self, state: dict[str, torch.Tensor]) -> None:
         device = self.trainer.device
         self.means = state["means"].to(device) if "means" in state else None
         self.task_indices = state["task_indices"].cpu()
-        teacher = {
-            k[len("old_model.") :]: v for k, v in state.items() if k.startswith("old_model.")
-        }
+        teacher = without_prefix(state, "old_model.")
         self.old_model = teacher_from_state(self.model, teacher) if teacher else None

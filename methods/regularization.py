@@ -8,6 +8,7 @@ import torch
 from torch import nn
 from torch.nn import functional as F
 
+from methods.base import with_prefix, without_prefix
 from methods.er import ExperienceReplay
 from runner.augment import MixedBatch
 
@@ -103,21 +104,8 @@ class RegularizedReplay(ExperienceReplay):
         self.importance = {name: value.detach().clone() for name, value in importance.items()}
 
     def state_dict(self) -> dict[str, torch.Tensor]:
-        state = {f"anchor.{name}": value for name, value in self.anchors.items()}
-        state.update({f"importance.{name}": value for name, value in self.importance.items()})
-        return state
+        return with_prefix("anchor.", self.anchors) | with_prefix("importance.", self.importance)
 
     def load_state_dict(self, state: dict[str, torch.Tensor]) -> None:
-        self.anchors = _with_prefix(state, "anchor.", self.trainer.device)
-        self.importance = _with_prefix(state, "importance.", self.trainer.device)
-
-
-def _with_prefix(
-    state: dict[str, torch.Tensor], prefix: str, device: torch.device
-) -> dict[str, torch.Tensor]:
-    """The entries saved under prefix, with the prefix removed, on the run's device."""
-    return {
-        key[len(prefix) :]: value.to(device)
-        for key, value in state.items()
-        if key.startswith(prefix)
-    }
+        self.anchors = without_prefix(state, "anchor.", self.trainer.device)
+        self.importance = without_prefix(state, "importance.", self.trainer.device)

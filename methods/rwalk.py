@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import torch
 
-from methods.base import METHODS
+from methods.base import METHODS, with_prefix, without_prefix
 from methods.regularization import RegularizedReplay
 
 
@@ -12,6 +12,10 @@ def normalized(values: dict[str, torch.Tensor]) -> dict[str, torch.Tensor]:
     """Scale a set of non-negative importances so the largest over all tensors is 1."""
     peak = torch.stack([value.max() for value in values.values()]).max()
     return {name: value / peak.clamp(min=1e-12) for name, value in values.items()}
+
+
+# Per-parameter dicts a checkpoint keeps, each under its name as a key prefix.
+WALK_STATE = ("fisher", "task_score", "score", "previous")
 
 
 @METHODS.register("rwalk")
@@ -79,22 +83,11 @@ class RWalk(RegularizedReplay):
 
     def state_dict(self) -> dict[str, torch.Tensor]:
         state = super().state_dict()
-        for prefix, values in (
-            ("fisher.", self.fisher),
-            ("task_score.", self.task_score),
-            ("score.", self.score),
-            ("previous.", self.previous),
-        ):
-            state.update({prefix + name: value for name, value in values.items()})
+        for name in WALK_STATE:
+            state.update(with_prefix(f"{name}.", getattr(self, name)))
         return state
 
     def load_state_dict(self, state: dict[str, torch.Tensor]) -> None:
         super().load_state_dict(state)
-        device = self.trainer.device
-        for prefix in ("fisher.", "task_score.", "score.", "previous."):
-            values = {
-                key[len(prefix) :]: value.to(device)
-                for key, value in state.items()
-                if key.startswith(prefix)
-            }
-            setattr(self, prefix[:-1], values)
+        for name in WALK_STATE:
+            setattr(self, name, without_prefix(state, f"{name}.", self.trainer.device))

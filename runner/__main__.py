@@ -12,11 +12,10 @@ from hydra.types import RunMode
 from omegaconf import DictConfig
 
 import runner  # noqa: F401  (thread policy and resolvers before torch starts)
+from runner.config import CONFIG_DIR
 
-CONFIG_DIR = str(Path(__file__).resolve().parent.parent / "conf")
 
-
-@hydra.main(config_path=CONFIG_DIR, config_name="config", version_base="1.3")
+@hydra.main(config_path=str(CONFIG_DIR), config_name="config", version_base="1.3")
 def main(cfg: DictConfig) -> float:
     """Run one job; a user error becomes one clear paragraph and exit status 2."""
     from runner.app import USER_ERRORS, run

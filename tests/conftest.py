@@ -8,20 +8,13 @@ import sys
 from pathlib import Path
 
 import pytest
-from hydra import compose, initialize_config_dir
-from omegaconf import DictConfig
 
 import runner  # noqa: F401  (thread policy and config resolvers, as `python -m runner` has)
+from runner.config import CONFIG_DIR, compose_config  # noqa: F401  (tests import it here)
 
 REPO = Path(__file__).resolve().parent.parent
-CONF = REPO / "conf"
+CONF = CONFIG_DIR
 TINY = ["n_epoch=1", "mem_size=100", "progress=false", "log_every=10"]
-
-
-def compose_config(overrides: list[str]) -> DictConfig:
-    """The config `python -m runner <overrides>` would run with."""
-    with initialize_config_dir(config_dir=str(CONF), version_base="1.3"):
-        return compose(config_name="config", overrides=overrides)
 
 
 def run_in_process(run_dir: Path, overrides: list[str]) -> dict:
