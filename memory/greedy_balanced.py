@@ -25,7 +25,7 @@ class GreedyBalancedMemory(Memory):
         self.seen_classes = np.zeros(0, dtype=bool)
 
     def observe(self, indices: torch.Tensor, labels: torch.Tensor, n_exposed: int) -> None:
-        if self.capacity == 0 or len(indices) == 0:
+        if self.capacity == 0 or len(indices) == 0 or self._drops_all(labels):
             return
         n_classes = max(int(labels.max()) + 1, len(self.seen_classes), n_exposed)
         seen = np.zeros(n_classes, dtype=bool)
@@ -62,6 +62,21 @@ class GreedyBalancedMemory(Memory):
         self.seen_classes = seen
         self.indices = torch.tensor(stored_index, dtype=torch.long)
         self.labels = torch.tensor(stored_label, dtype=torch.long)
+
+    def _drops_all(self, labels: torch.Tensor) -> bool:
+        """Full, and every incoming class already seen and at its quota: nothing changes.
+
+        The common case once the memory has filled up, checked in C instead of rebuilding
+        the per-class slot lists in Python for a batch that would all be dropped.
+        """
+        n_seen = int(self.seen_classes.sum())
+        if len(self) < self.capacity or n_seen == 0:
+            return False
+        incoming = labels.numpy()
+        if int(incoming.max()) >= len(self.seen_classes) or not self.seen_classes[incoming].all():
+            return False
+        counts = np.bincount(self.labels.numpy(), minlength=len(self.seen_classes))
+        return bool((counts[incoming] >= self.capacity // n_seen).all())
 
     def extra_state(self) -> dict[str, np.ndarray | int | float]:
         return {"seen_classes": self.seen_classes.copy()}

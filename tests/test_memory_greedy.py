@@ -54,3 +54,19 @@ def test_state_round_trip_keeps_the_classes_seen(tmp_path):
     memory.observe(indices[500:], labels[500:], n_exposed=6)
     restored.observe(indices[500:], labels[500:], n_exposed=6)
     assert torch.equal(memory.indices, restored.indices)
+
+
+def test_skipping_batches_that_would_all_be_dropped_changes_nothing(monkeypatch):
+    indices, labels = skewed_stream(seed=3)
+    fast, slow = GreedyBalancedMemory(capacity=60, seed=1), GreedyBalancedMemory(60, seed=1)
+    skipped = 0
+    for start in range(0, len(indices), 8):
+        batch = indices[start : start + 8], labels[start : start + 8]
+        skipped += fast._drops_all(batch[1])
+        fast.observe(*batch, n_exposed=6)
+        with monkeypatch.context() as patch:
+            patch.setattr(slow, "_drops_all", lambda labels: False)
+            slow.observe(*batch, n_exposed=6)
+        assert torch.equal(fast.indices, slow.indices)
+    assert skipped > 20  # the skewed stream's class 0 is at its quota for most of the stream
+    assert fast.rng.random() == slow.rng.random()  # no draw was skipped or added
