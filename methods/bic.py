@@ -127,15 +127,10 @@ class BiC(ExperienceReplay):
         """Stage 2: α, β of this task's class group by CE on the held-out samples."""
         trainer = self.trainer
         labels = trainer.train_labels[self.holdout.to(trainer.device)]
-        self.model.eval()
+        context = trainer.selection_context()
         with torch.no_grad():
-            logits = torch.cat(
-                [
-                    self.model(trainer.augmenter.normalize(trainer.fetch_images(chunk)))
-                    for chunk in self.holdout.split(int(trainer.cfg.eval_batchsize))
-                ]
-            )
-        self.model.train()
+            outputs = context.map_batches(self.holdout, lambda x: self.model(context.normalize(x)))
+        logits = torch.cat(outputs)
         group = (
             torch.arange(logits.shape[1], device=logits.device) // trainer.split.classes_per_task
         )
