@@ -114,6 +114,12 @@ def build_trainer(
     return trainer
 
 
+def fill_memory(trainer: Trainer, n_samples: int) -> None:
+    """Put n random training samples into the trainer's memory, as a run past its start would."""
+    fill = torch.randperm(len(trainer.train_labels_cpu))[:n_samples]
+    trainer.memory.observe(fill, trainer.train_labels_cpu.index_select(0, fill), trainer.n_exposed)
+
+
 def format_table(rows: list[dict], columns: list[str]) -> str:
     """A GitHub-flavoured markdown table, so README tables are pasted from the output."""
     cells = [[_format(row.get(c, "")) for c in columns] for row in rows]

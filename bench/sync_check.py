@@ -23,6 +23,7 @@ if __package__ in (None, ""):
 from bench.common import (  # noqa: E402  (first: it sets the OpenMP policy before torch loads)
     build_trainer,
     describe_device,
+    fill_memory,
     format_table,
     synthetic_data,
 )
@@ -41,8 +42,7 @@ def syncs_per_step(trans: list[str], batch: int, steps: int, device: torch.devic
     overrides = ["model=mlp400", "mode=er", "mem_size=500", f"batchsize={batch}"]
     overrides += [f"trans=[{','.join(trans)}]", f"log_every={10 * steps}"]
     trainer = build_trainer(overrides, data, device)
-    fill = torch.randperm(len(data.train_y))[:500]
-    trainer.memory.observe(fill, trainer.train_labels_cpu[fill], trainer.n_exposed)
+    fill_memory(trainer, 500)
     trainer.online_pass(torch.randperm(len(data.train_y))[: batch * 3])  # warm-up
     trainer._flush_window()
     with warnings.catch_warnings(record=True) as caught:

@@ -25,6 +25,7 @@ if __package__ in (None, ""):
 from bench.common import (  # noqa: E402  (first: it sets the OpenMP policy before torch loads)
     build_trainer,
     describe_device,
+    fill_memory,
     format_table,
     pick_clock,
     pick_device,
@@ -93,8 +94,7 @@ def throughput_row(
     ]
     trainer = build_trainer(overrides, data, device)
     if replay:
-        fill = torch.randperm(len(data.train_y))[:mem_size]
-        trainer.memory.observe(fill, trainer.train_labels_cpu[fill], trainer.n_exposed)
+        fill_memory(trainer, mem_size)
         if hasattr(trainer.memory, "n_seen"):  # reservoir as mid-way through Fashion-MNIST:
             trainer.memory.n_seen = 30_000  # ~1 replacement per 4 batches, not one per sample
     per_step = batch + (min(int(trainer.cfg.mem_batchsize), len(trainer.memory)) if replay else 0)

@@ -19,11 +19,7 @@ class EWC(RegularizedReplay):
     def __init__(self, trainer) -> None:
         super().__init__(trainer)
         self.task_indices = torch.empty(0, dtype=torch.long)
-        self.half_reg_coef = float(self.options.reg_coef) / 2.0  # read once, used every step
-
-    @property
-    def penalty_scale(self) -> float:
-        return self.half_reg_coef
+        self.penalty_scale = float(self.options.reg_coef) / 2.0
 
     def end_stream(self, task_id: int, task_indices: torch.Tensor, streamed: bool) -> None:
         super().end_stream(task_id, task_indices, streamed)

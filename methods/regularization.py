@@ -72,15 +72,13 @@ def diagonal_fisher(
 class RegularizedReplay(ExperienceReplay):
     """Experience replay plus penalty_scale · Σ importance · (θ − θ*)², added once per step."""
 
+    penalty_scale: float  # each subclass sets it from its config, read once (steps use it)
+
     def __init__(self, trainer) -> None:
         super().__init__(trainer)
         self.anchors: dict[str, torch.Tensor] = {}
         self.importance: dict[str, torch.Tensor] = {}
         self._penalized: dict[str, torch.nn.Parameter] | None = None
-
-    @property
-    def penalty_scale(self) -> float:
-        raise NotImplementedError
 
     @property
     def penalized(self) -> dict[str, torch.nn.Parameter]:

@@ -33,12 +33,8 @@ class RWalk(RegularizedReplay):
         self.score: dict[str, torch.Tensor] = {}
         self.previous: dict[str, torch.Tensor] = {}
         # Read once: each config read costs ~8 us, and after_step runs every step.
-        self.reg_coef = float(self.options.reg_coef)
+        self.penalty_scale = float(self.options.reg_coef)
         self.alpha, self.epsilon = float(self.options.alpha), float(self.options.epsilon)
-
-    @property
-    def penalty_scale(self) -> float:
-        return self.reg_coef
 
     def before_task(self, task_id: int) -> None:
         params = self.penalized

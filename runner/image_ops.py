@@ -248,13 +248,14 @@ class OperationTable:
         counts = torch.bincount(kinds, minlength=N_KINDS).tolist()
         if counts[IDENTITY] == len(images):
             return images
+        on_gpu = images.device.type == "cuda"
         if whole_batch is None:
-            whole_batch = images.device.type == "cuda"
+            whole_batch = on_gpu
         if whole_batch:
-            if images.device.type == "cuda":  # a pageable copy would wait for the queue
+            if on_gpu:  # a pageable copy would wait for the queue
                 pair = pair.pin_memory()
             pair = pair.to(images.device, non_blocking=True)
-            if images.device.type == "cuda" and CUDA_GRAPHS.enabled:
+            if on_gpu and CUDA_GRAPHS.enabled:
                 return self._replay_graph(images, pair)
             return self._apply_whole_batch(images, pair, counts)
         return self._apply_sorted(images, pair, kinds, counts)

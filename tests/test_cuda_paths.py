@@ -7,7 +7,7 @@ from __future__ import annotations
 import pytest
 import torch
 
-from bench.common import build_trainer, synthetic_data
+from bench.common import build_trainer, fill_memory, synthetic_data
 from runner import image_ops, transforms
 
 pytestmark = pytest.mark.skipif(not torch.cuda.is_available(), reason="needs a CUDA device")
@@ -48,8 +48,7 @@ def test_training_steps_never_wait_for_the_gpu(trans):
     data = synthetic_data(2000, (1, 28, 28))
     overrides = ["model=mlp400", "mode=er", "mem_size=200", "batchsize=16", "log_every=1000"]
     trainer = build_trainer([*overrides, f"trans=[{','.join(trans)}]"], data, CUDA)
-    fill = torch.randperm(2000)[:200]
-    trainer.memory.observe(fill, trainer.train_labels_cpu[fill], trainer.n_exposed)
+    fill_memory(trainer, 200)
     trainer.online_pass(torch.randperm(2000)[:64])  # warm-up: tables built, graphs captured
     trainer._flush_window()
     torch.cuda.set_sync_debug_mode("error")
