@@ -75,6 +75,7 @@ def throughput_row(
     rounds: int,
     device: torch.device,
     clock,
+    extra: tuple[str, ...] = (),
 ) -> dict | None:
     """One line of the table: bare and loop images/s at the same images per step.
 
@@ -91,6 +92,7 @@ def throughput_row(
         f"mem_size={mem_size}",
         f"batchsize={batch}",
         f"trans=[{','.join(trans)}]",
+        *extra,
     ]
     trainer = build_trainer(overrides, data, device)
     if replay:
@@ -196,6 +198,9 @@ def main(argv: list[str] | None = None) -> list[dict]:
     parser.add_argument("--threads", type=int, default=1, help="torch threads (0 = all cores)")
     parser.add_argument("--clock", default="auto", choices=["auto", "cpu", "wall"])
     parser.add_argument("--csv", type=Path, default=None, help="also write the rows here")
+    parser.add_argument(
+        "--extra", default="", help="config overrides for the loop, e.g. augment_chunk=0"
+    )
     args = parser.parse_args(argv)
 
     if args.threads > 0:
@@ -214,7 +219,15 @@ def main(argv: list[str] | None = None) -> list[dict]:
             for trans_name in args.trans.split(","):
                 for replay in args.replay.split(","):
                     row = throughput_row(
-                        model_name, batch, trans_name, replay == "yes", steps, rounds, device, clock
+                        model_name,
+                        batch,
+                        trans_name,
+                        replay == "yes",
+                        steps,
+                        rounds,
+                        device,
+                        clock,
+                        tuple(args.extra.split()),
                     )
                     if row is not None:
                         rows.append(row)

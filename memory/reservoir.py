@@ -42,13 +42,15 @@ class ReservoirMemory(Memory):
         counters = self.n_seen + np.arange(1, rest + 1)
         slots = (self.rng.random(rest) * counters).astype(np.int64)
         kept = np.flatnonzero(slots < self.capacity)[::-1]
+        self.n_seen += rest
+        if len(kept) == 0:  # the usual case once the stream is long: nothing replaced
+            return
         # A slot drawn twice keeps the later sample, as one-at-a-time replacement would.
         slot, first_from_end = np.unique(slots[kept], return_index=True)
         source = torch.from_numpy(take + kept[first_from_end])
         slot = torch.from_numpy(slot)
         self.indices[slot] = indices.index_select(0, source)
         self.labels[slot] = labels.index_select(0, source)
-        self.n_seen += rest
 
     def _observe_balanced(self, indices: torch.Tensor, labels: torch.Tensor) -> None:
         for index, label in zip(indices.tolist(), labels.tolist(), strict=True):

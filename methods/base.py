@@ -48,7 +48,8 @@ class Method:
         """Called after the head has grown and the optimizer was re-created for the task."""
 
     def online_batch(self, stream_indices: torch.Tensor) -> torch.Tensor:
-        """Training-set indices of one online step, given the incoming stream batch."""
+        """Training-set indices of one online step: the incoming stream batch first, as it came,
+        then whatever the method replays with it (the loop augments the stream part ahead)."""
         return stream_indices
 
     def observe_stream(self, stream_indices: torch.Tensor) -> None:

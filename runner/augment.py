@@ -134,12 +134,16 @@ class Augmenter:
             images = transform(images)
         return images
 
-    def train_batch(self, images: torch.Tensor, labels: torch.Tensor) -> MixedBatch:
-        """A ready-to-train batch: augmented, normalised and, where asked, mixed."""
-        batch = MixedBatch(self.normalize(self.augment_images(images)), labels)
+    def finish_batch(self, augmented: torch.Tensor, labels: torch.Tensor) -> MixedBatch:
+        """One step's batch from images augment_images has done: normalised and, if asked, mixed."""
+        batch = MixedBatch(self.normalize(augmented), labels)
         for mix in self.batch_mixes:
             batch = mix(batch)
         return batch
+
+    def train_batch(self, images: torch.Tensor, labels: torch.Tensor) -> MixedBatch:
+        """A ready-to-train batch: augmented, normalised and, where asked, mixed."""
+        return self.finish_batch(self.augment_images(images), labels)
 
 
 # The TRANS entries (cutmix, cutout, randaug, autoaug) register themselves on import.

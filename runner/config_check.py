@@ -21,6 +21,7 @@ _NON_NEGATIVE = (
     "num_threads",
     "warmup_epochs",
     "checkpoint_every",
+    "augment_chunk",
 )
 
 

@@ -16,13 +16,21 @@ from __future__ import annotations
 import math
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
-from functools import cache
 from itertools import accumulate
 
 import torch
 from torch.nn import functional as nnf
 from torchvision.transforms.v2 import InterpolationMode
 from torchvision.transforms.v2 import functional as F
+
+from runner.image_lookups import (
+    autocontrast_lookup,
+    blend_weights,
+    contrast_lookup,
+    equalize_lookup,
+    saturate,
+    sharpen,
+)
 
 NEAREST = InterpolationMode.NEAREST
 
@@ -104,101 +112,8 @@ def _lookup_row(name: str, magnitude: float) -> torch.Tensor:
     return OPERATIONS[name](ramp, magnitude).flatten()
 
 
-@cache
-def _ramp(device: torch.device, dtype: torch.dtype) -> torch.Tensor:
-    """The 256 uint8 values, in `dtype`: the input of every lookup table."""
-    return torch.arange(256, dtype=dtype, device=device)
-
-
-def _complement(factor: torch.Tensor) -> torch.Tensor:
-    # 1 - factor in float64 before rounding to float32, and addcmul's fused multiply-add, as
-    # torchvision's blend computes `image * factor + other * (1 - factor)`: equal bit for bit.
-    return (1.0 - factor).float()
-
-
-def _grey(images: torch.Tensor) -> torch.Tensor:
-    """(n, H, W) float grey levels of RGB images, floored as torchvision's uint8 kernels do."""
-    red, green, blue = images.unbind(1)
-    return red.mul(0.2989).add_(green, alpha=0.587).add_(blue, alpha=0.114).floor_()
-
-
-def contrast_lookup(images: torch.Tensor, factor: torch.Tensor) -> torch.Tensor:
-    """(n, C, 256) tables blending every value with its image's mean grey level (float64 factor)."""
-    floats = _grey(images) if images.shape[1] == 3 else images.float()
-    mean = floats.mean(dim=tuple(range(1, floats.dim())))
-    ramp = _ramp(images.device, torch.float32)
-    table = torch.addcmul(
-        ramp * factor.float()[:, None], mean[:, None], _complement(factor)[:, None]
-    )
-    table = table.clamp_(0, 255).to(torch.uint8)
-    return table[:, None, :].expand(-1, images.shape[1], -1)
-
-
-def autocontrast_lookup(images: torch.Tensor) -> torch.Tensor:
-    """(n, C, 256) tables stretching each channel's [min, max] to [0, 255]."""
-    floats = images.float()
-    minimum = floats.amin(dim=(-2, -1))[..., None]
-    maximum = floats.amax(dim=(-2, -1))[..., None]
-    flat = maximum == minimum
-    inverse_scale = (maximum - minimum).mul_(1.0 / 255)
-    minimum = minimum.masked_fill(flat, 0.0)
-    inverse_scale = inverse_scale.masked_fill(flat, 1.0)
-    ramp = _ramp(images.device, torch.float32)
-    return ramp.sub(minimum).div_(inverse_scale).clamp_(0, 255).to(torch.uint8)
-
-
-def equalize_lookup(images: torch.Tensor) -> torch.Tensor:
-    """(n, C, 256) histogram-equalisation tables, PIL's scheme (as torchvision's equalize)."""
-    n, channels = images.shape[:2]
-    flat = images.reshape(n * channels, -1)
-    bins = n * channels * 256
-    offsets = torch.arange(0, bins, 256, device=images.device)[:, None]
-    bin_of_pixel = (flat.long() + offsets).flatten()
-    histogram = torch.zeros(bins, dtype=torch.long, device=images.device)
-    # scatter_add_, not bincount: bincount waits for the GPU to size its output
-    histogram = histogram.scatter_add_(0, bin_of_pixel, torch.ones_like(bin_of_pixel))
-    histogram = histogram.view(n, channels, 256)
-    below = histogram.cumsum(2).sub_(histogram)  # pixels darker than each value
-    top_count = histogram.gather(2, flat.amax(1).view(n, channels, 1).long())
-    step = (flat.shape[-1] - top_count).div_(255, rounding_mode="floor")
-    table = below.add_(step // 2).div_(step.clamp(min=1), rounding_mode="floor").clamp_(max=255)
-    return torch.where(step == 0, _ramp(images.device, torch.long), table).to(torch.uint8)
-
-
-def sharpen(images: torch.Tensor, factor: torch.Tensor) -> torch.Tensor:
-    """Blend every image with its smoothed self by its own factor, borders untouched."""
-    height, width = images.shape[-2:]
-    if height <= 2 or width <= 2:
-        return images
-    output = images.float()
-    # torchvision's 3x3 kernel (1 around a 5, over 13) as exact integer sums of shifted slices:
-    # a sum of integers over 13 is never within float error of a half, so the rounding agrees.
-    rows = output[..., :-2, :] + output[..., 1:-1, :]
-    rows += output[..., 2:, :]
-    blurred = rows[..., :-2] + rows[..., 1:-1]
-    blurred += rows[..., 2:]
-    inner = output[..., 1:-1, 1:-1]
-    blurred = blurred.add_(inner, alpha=4).div_(13).round_()
-    inner.addcmul_(blurred.sub_(inner), _complement(factor).view(-1, 1, 1, 1))
-    return output.clamp_(0, 255).to(torch.uint8)
-
-
-def saturate(images: torch.Tensor, factor: torch.Tensor) -> torch.Tensor:
-    """Blend every RGB image with its grey version by its own factor (grey images unchanged)."""
-    if images.shape[1] != 3:
-        return images
-    grey = _grey(images)[:, None]
-    blended = images.mul(factor.float().view(-1, 1, 1, 1))
-    blended.addcmul_(grey, _complement(factor).view(-1, 1, 1, 1))
-    return blended.clamp_(0, 255).to(torch.uint8)
-
-
-LOOKUP_BUILDERS = {
-    CONTRAST: contrast_lookup,
-    AUTOCONTRAST: lambda images, factor: autocontrast_lookup(images),
-    EQUALIZE: lambda images, factor: equalize_lookup(images),
-}
-BLENDS = {SHARPNESS: sharpen, COLOR: saturate}
+POINTWISE_KINDS = (LOOKUP, CONTRAST, AUTOCONTRAST, EQUALIZE)  # all one lookup gather
+DATA_LOOKUP_KINDS = (CONTRAST, AUTOCONTRAST, EQUALIZE)  # tables from each image's statistics
 
 
 class OperationTable:
@@ -217,7 +132,15 @@ class OperationTable:
         self.kinds_in_table = torch.bincount(self.kind, minlength=N_KINDS).tolist()
         self.graphs: dict[tuple[int, ...], CapturedApply] = {}
         self.shapes_seen: dict[tuple[int, ...], int] = {}
-        self.factor = torch.tensor([1.0 + m for _, m in pairs], dtype=torch.float64, device=device)
+        factor = torch.tensor([1.0 + m for _, m in pairs], dtype=torch.float64, device=device)
+        self.factor, self.complement = blend_weights(factor)
+        # Whole-batch blends: images that drew another kind blend with weight 0 (exactly as is).
+        self.sharpness_complement = torch.where(
+            self.kind_on_device == SHARPNESS, self.complement, 0.0
+        )
+        colour = self.kind_on_device == COLOR
+        self.colour_factor = torch.where(colour, self.factor, 1.0)
+        self.colour_complement = torch.where(colour, self.complement, 0.0)
         identity_map = torch.arange(height * width)
         identity_row = torch.arange(256, dtype=torch.uint8)
         self.source = torch.stack(
@@ -241,23 +164,23 @@ class OperationTable:
         whole_batch (default: on CUDA) runs every pass over the whole batch, identity entries
         where an image drew another kind: a short fixed list of kernels and no host sync,
         which is what a GPU wants. Otherwise the batch is sorted by kind first, so that each
-        pass touches only the images that drew it, which is what a CPU wants (7x less work
-        at 512 images).
+        pass touches only the images that drew it, which is what a CPU wants (as fast at 16
+        images, 2x faster at 32, 7x at 512).
         """
+        on_gpu = images.device.type == "cuda"
+        if whole_batch is None:
+            whole_batch = on_gpu
+        if on_gpu and whole_batch:
+            pair = pair.pin_memory().to(images.device, non_blocking=True)  # pageable would wait
+            if CUDA_GRAPHS.enabled:
+                return self._replay_graph(images, pair)
+            return self._apply_whole_batch(images, pair, self.kinds_in_table)
         kinds = self.kind.index_select(0, pair)
         counts = torch.bincount(kinds, minlength=N_KINDS).tolist()
         if counts[IDENTITY] == len(images):
             return images
-        on_gpu = images.device.type == "cuda"
-        if whole_batch is None:
-            whole_batch = on_gpu
         if whole_batch:
-            if on_gpu:  # a pageable copy would wait for the queue
-                pair = pair.pin_memory()
-            pair = pair.to(images.device, non_blocking=True)
-            if on_gpu and CUDA_GRAPHS.enabled:
-                return self._replay_graph(images, pair)
-            return self._apply_whole_batch(images, pair, counts)
+            return self._apply_whole_batch(images, pair.to(images.device), counts)
         return self._apply_sorted(images, pair, kinds, counts)
 
     def _replay_graph(self, images: torch.Tensor, pair: torch.Tensor) -> torch.Tensor:
@@ -277,29 +200,55 @@ class OperationTable:
             graph = self.graphs[key] = CapturedApply(self, images, pair)
         return graph(images, pair)
 
+    def _data_lookups(
+        self,
+        images: torch.Tensor,
+        values: torch.Tensor,
+        pair: torch.Tensor,
+        wanted: Sequence[int],
+    ) -> dict[int, torch.Tensor]:
+        """(n, C, 256) tables of the wanted data-dependent kinds, for every image given.
+
+        values: the images' pixels as int64 (n, C, H*W), which the lookup gather needs anyway.
+        """
+        built = {}
+        if CONTRAST in wanted:
+            factor = self.factor.index_select(0, pair)
+            complement = self.complement.index_select(0, pair)
+            built[CONTRAST] = contrast_lookup(images, factor, complement)
+        if AUTOCONTRAST in wanted or EQUALIZE in wanted:
+            minimum, maximum = torch.aminmax(images.flatten(2), dim=-1)
+            if AUTOCONTRAST in wanted:
+                built[AUTOCONTRAST] = autocontrast_lookup(minimum, maximum)
+            if EQUALIZE in wanted:
+                built[EQUALIZE] = equalize_lookup(values, maximum)
+        return built
+
     def _apply_whole_batch(
-        self, images: torch.Tensor, pair: torch.Tensor, counts: list[int]
+        self, images: torch.Tensor, pair: torch.Tensor, counts: Sequence[int]
     ) -> torch.Tensor:
         """Every pass on every image (pair on the images' device); kinds with count 0 skipped."""
         batch, channels, height, width = images.shape
-        kinds = self.kind_on_device.index_select(0, pair)
-        factor = self.factor.index_select(0, pair)
         flat = images.reshape(batch, channels, height * width)
-        if any(counts[kind] for kind in (LOOKUP, CONTRAST, AUTOCONTRAST, EQUALIZE)):
+        if any(counts[kind] for kind in POINTWISE_KINDS):
+            values = flat.long()
             lookup = self.lookup.index_select(0, pair)[:, None, :].expand(-1, channels, -1)
-            for kind in (CONTRAST, AUTOCONTRAST, EQUALIZE):
-                if counts[kind]:
-                    built = LOOKUP_BUILDERS[kind](images, factor)
-                    lookup = torch.where((kinds == kind)[:, None, None], built, lookup)
-            flat = lookup.gather(2, flat.long())
+            wanted = [kind for kind in DATA_LOOKUP_KINDS if counts[kind]]
+            built = self._data_lookups(images, values, pair, wanted)
+            if built:
+                kinds = self.kind_on_device.index_select(0, pair)[:, None, None]
+                for kind, table in built.items():
+                    lookup = torch.where(kinds == kind, table, lookup)
+            flat = lookup.gather(2, values)
         if counts[GEOMETRIC]:
             source = self.source.index_select(0, pair)[:, None, :].expand(-1, channels, -1)
             flat = nnf.pad(flat, (0, 1)).gather(2, source)  # the extra last pixel is the fill
         output = flat.view(batch, channels, height, width)
-        for kind in (SHARPNESS, COLOR):
-            if counts[kind]:  # factor 1 blends an image with nothing: exactly itself
-                own = torch.where(kinds == kind, factor, torch.ones_like(factor))
-                output = BLENDS[kind](output, own)
+        if counts[SHARPNESS]:
+            output = sharpen(output, self.sharpness_complement.index_select(0, pair))
+        if counts[COLOR]:
+            colour_factor = self.colour_factor.index_select(0, pair)
+            output = saturate(output, colour_factor, self.colour_complement.index_select(0, pair))
         return output
 
     def _apply_sorted(
@@ -309,30 +258,38 @@ class OperationTable:
         batch, channels, height, width = images.shape
         ends = list(accumulate(counts))
         span = [slice(end - count, end) for end, count in zip(ends, counts, strict=True)]
-        order = torch.argsort(kinds, stable=True).to(images.device, non_blocking=True)
-        pair = pair.to(images.device, non_blocking=True).index_select(0, order)
-        output = images.index_select(0, order)
+        order = torch.argsort(kinds, stable=True)
+        unsort = torch.argsort(order).to(images.device, non_blocking=True)
+        pair = pair.index_select(0, order).to(images.device, non_blocking=True)
+        output = images.index_select(0, order.to(images.device, non_blocking=True))
         flat = output.view(batch, channels, height * width)
-        factor = self.factor.index_select(0, pair)
-        lookups = slice(span[LOOKUP].start, span[EQUALIZE].stop)
+        lookups = slice(span[LOOKUP].start, span[EQUALIZE].stop)  # LOOKUP..EQUALIZE: one slice
         if lookups.stop > lookups.start:
-            lookup = self.lookup.index_select(0, pair)[:, None, :].repeat(1, channels, 1)
-            for kind in (CONTRAST, AUTOCONTRAST, EQUALIZE):
+            values = flat[lookups].long()
+            tables = []  # the slice's lookup tables, kind by kind, in slice order
+            if counts[LOOKUP]:
+                rows = self.lookup.index_select(0, pair[span[LOOKUP]])
+                tables.append(rows[:, None, :].expand(-1, channels, -1))
+            for kind in DATA_LOOKUP_KINDS:
                 if counts[kind]:
                     own = span[kind]
-                    lookup[own] = LOOKUP_BUILDERS[kind](output[own], factor[own])
-            flat[lookups] = lookup[lookups].gather(2, flat[lookups].long())
+                    own_values = values[own.start - lookups.start : own.stop - lookups.start]
+                    built = self._data_lookups(output[own], own_values, pair[own], [kind])
+                    tables.append(built[kind])
+            table = tables[0] if len(tables) == 1 else torch.cat(tables)
+            torch.gather(table, 2, values, out=flat[lookups])
         if counts[GEOMETRIC]:
             moved = span[GEOMETRIC]
             padded = nnf.pad(flat[moved], (0, 1))  # the extra last pixel is the fill
             source = self.source.index_select(0, pair[moved])[:, None, :]
-            flat[moved] = padded.gather(2, source.expand(-1, channels, -1))
-        for kind in (SHARPNESS, COLOR):
-            if counts[kind]:
-                own = span[kind]
-                output[own] = BLENDS[kind](output[own], factor[own])
-        unsort = torch.empty_like(order)
-        unsort[order] = torch.arange(batch, device=order.device)
+            torch.gather(padded, 2, source.expand(-1, channels, -1), out=flat[moved])
+        if counts[SHARPNESS]:
+            own = span[SHARPNESS]
+            output[own] = sharpen(output[own], self.complement.index_select(0, pair[own]))
+        if counts[COLOR]:
+            own = span[COLOR]
+            factor, complement = self.factor[pair[own]], self.complement[pair[own]]
+            output[own] = saturate(output[own], factor, complement)
         return output.index_select(0, unsort)
 
 

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import itertools
 import logging
 import math
 import time
@@ -127,6 +128,8 @@ class Trainer:
         if not OmegaConf.is_readonly(self.cfg):
             OmegaConf.resolve(self.cfg)
         self.log_every = int(self.cfg.log_every)
+        # Steps whose augmentation runs as one call when their batches are known ahead.
+        self.steps_ahead = max(1, int(self.cfg.augment_chunk) // int(self.cfg.batchsize))
         keep_freed_memory()
         on_gpu = self.device.type == "cuda"
         # CUDA: the step's index tensors go to the GPU without a host sync when the data is there.
@@ -161,15 +164,37 @@ class Trainer:
         self.window_steps = 0
         self.task_loss_sum, self.task_steps = zero.clone(), 0
 
-    def step(self, indices: torch.Tensor) -> None:
-        """One gradient step on the given training-set indices; no host sync (_flush_window)."""
+    def _indices_for_data(self, indices: torch.Tensor) -> torch.Tensor:
         if self.pin_indices and indices.device.type == "cpu":  # a pageable copy would sync
-            indices = indices.pin_memory().to(self.device, non_blocking=True)
-        images = self.fetch_images(indices)
+            return indices.pin_memory().to(self.device, non_blocking=True)
+        return indices
+
+    def augmented_images(self, indices: torch.Tensor) -> torch.Tensor:
+        """uint8 images of the indices, each with its own base crop/flip and TRANS draws."""
+        return self.augmenter.augment_images(self.fetch_images(self._indices_for_data(indices)))
+
+    def augment_ahead(self, batches: list[torch.Tensor]) -> tuple[torch.Tensor, ...]:
+        """augmented_images of each batch, from one call for all of them.
+
+        Every image still draws its own augmentation; a call costs about as much for 8 small
+        batches as for one (the cost of a small batch is its count of tensor operations).
+        """
+        if len(batches) == 1:
+            return (self.augmented_images(batches[0]),)
+        return self.augmented_images(torch.cat(batches)).split([len(b) for b in batches])
+
+    def step(self, indices: torch.Tensor, augmented: torch.Tensor | None = None) -> None:
+        """One gradient step on the given training-set indices; no host sync (_flush_window).
+
+        augmented: the indices' images, already through augmented_images (augment_ahead).
+        """
+        indices = self._indices_for_data(indices)
+        if augmented is None:
+            augmented = self.augmenter.augment_images(self.fetch_images(indices))
         if indices.device != self.train_labels.device:
             indices = indices.to(self.train_labels.device)
         labels = self.train_labels.index_select(0, indices)
-        batch = self.augmenter.train_batch(images, labels)
+        batch = self.augmenter.finish_batch(augmented, labels)
         single = len(indices) == 1  # BatchNorm cannot normalise one sample: use running stats
         if single or not self.model.training:  # train() walks every module: only when needed
             self.model.train(not single)
@@ -236,9 +261,16 @@ class Trainer:
             order, first = resume_at.order, resume_at.batch
         self._plan_steps(max(0, math.ceil((len(order) - first) / batchsize)))
         warm = self._begin_epoch() if resume_at is None else resume_at.warm
-        for start in range(first, len(order), batchsize):
-            self.step(order[start : start + batchsize])
-            self._checkpoint_inside(phase, epoch, start + batchsize, order, warm)
+        batches = [
+            order[start : start + batchsize] for start in range(first, len(order), batchsize)
+        ]
+        # Checkpoints only between chunks: a resumed run augments the same chunks.
+        for done in range(0, len(batches), self.steps_ahead):
+            chunk = batches[done : done + self.steps_ahead]
+            for indices, augmented in zip(chunk, self.augment_ahead(chunk), strict=True):
+                self.step(indices, augmented)
+            reached = first + (done + len(chunk)) * batchsize
+            self._checkpoint_inside(phase, epoch, reached, order, warm)
         self._end_epoch(warm)
 
     def _begin_epoch(self) -> bool:
@@ -262,20 +294,40 @@ class Trainer:
     def online_pass(
         self, task_indices: torch.Tensor, resume_at: StreamPosition | None = None
     ) -> None:
-        """Each incoming batch once, in stream order, with online_iter steps per batch."""
+        """Each incoming batch once, in stream order, with online_iter steps per batch.
+
+        The incoming batches are known ahead, so their augmentation runs steps_ahead batches
+        at a time; what the method replays with them (online_batch's tail) is fetched and
+        augmented at its step, from the memory as it is then.
+        """
         batchsize, repeats = int(self.cfg.batchsize), int(self.cfg.stream.online_iter)
         first = 0 if resume_at is None else resume_at.batch
         self._plan_steps(max(0, math.ceil((len(task_indices) - first) / batchsize)) * repeats)
         warm = self._begin_epoch() if resume_at is None else resume_at.warm
-        for start in range(first, len(task_indices), batchsize):
-            incoming = task_indices[start : start + batchsize]
-            for _ in range(repeats):
-                indices = self.method.online_batch(incoming)
-                if len(indices):
-                    self.step(indices)
-            self.method.observe_stream(incoming)
-            self._checkpoint_inside(STREAM_PHASE, 0, start + batchsize, None, warm)
+        starts = range(first, len(task_indices), batchsize)
+        per_chunk = max(1, self.steps_ahead // repeats)
+        for done in range(0, len(starts), per_chunk):  # checkpoints only between chunks
+            chunk = [task_indices[start : start + batchsize] for start in starts[done:][:per_chunk]]
+            if self.steps_ahead > 1:
+                streamed = iter(self.augment_ahead([b for b in chunk for _ in range(repeats)]))
+            else:  # one augmentation call per step, replay included
+                streamed = itertools.repeat(None)
+            for incoming in chunk:
+                for augmented in itertools.islice(streamed, repeats):
+                    self._online_step(incoming, augmented)
+                self.method.observe_stream(incoming)
+            reached = first + (done + len(chunk)) * batchsize
+            self._checkpoint_inside(STREAM_PHASE, 0, reached, None, warm)
         self._end_epoch(warm)
+
+    def _online_step(self, incoming: torch.Tensor, augmented: torch.Tensor | None) -> None:
+        """A step on the incoming batch (augmented ahead, unless None) and what the method
+        replays with it."""
+        indices = self.method.online_batch(incoming)
+        replayed = indices[len(incoming) :]
+        if augmented is not None and len(replayed):
+            augmented = torch.cat([augmented, self.augmented_images(replayed)])
+        self.step(indices, augmented)
 
     def _run_epochs(self, phase: int, n_epochs: int, make_pool: Callable[[], torch.Tensor]) -> None:
         """Shuffled epochs over make_pool()'s indices, skipping those a resumed run has done."""

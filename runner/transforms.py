@@ -26,6 +26,7 @@ RANDAUG_NUM_OPS = 2  # operations per image (torchvision's and the RandAugment p
 RANDAUG_MAGNITUDE = 9  # magnitude bin out of RANDAUG_BINS
 RANDAUG_BINS = 31
 AUTOAUG_BINS = 10
+POLICY_STEPS = 20  # AutoAugment's probabilities are multiples of 2/20: see _autoaug_draws
 SIGNED = {"ShearX", "ShearY", "TranslateX", "TranslateY", "Rotate"} | {
     "Brightness",
     "Color",
@@ -109,10 +110,8 @@ def rand_augment(
 ) -> torch.Tensor:
     """RandAugment with an independent draw of operations and signs for every image."""
     table = randaug_table(tuple(images.shape[1:]), level, n_bins, images.device)
-    for _ in range(num_ops):
-        operation = torch.randint(len(RANDAUG_OPERATIONS), (len(images),))
-        negative = torch.rand(len(images)) < 0.5
-        images = table.apply(images, 2 * operation + negative)
+    for _ in range(num_ops):  # a uniform pair is a uniform operation and a fair sign
+        images = table.apply(images, torch.randint(len(table.pairs), (len(images),)))
     return images
 
 
@@ -128,20 +127,36 @@ def autoaug_table(shape: tuple[int, int, int], stage: int, device: torch.device)
 
 
 @cache
-def _policy_probabilities(stage: int) -> torch.Tensor:
-    return torch.tensor([sub_policy[stage][1] for sub_policy in CIFAR10_POLICY])
+def _autoaug_draws() -> tuple[torch.Tensor, torch.Tensor]:
+    """Each stage's pair for every equally likely outcome of one image's policy draw.
+
+    An outcome is (sub-policy, u0, u1) with u uniform over POLICY_STEPS steps: stage s applies
+    its operation when u_s < POLICY_STEPS * p_s, at -magnitude in the lower half of that range.
+    Every policy probability is a multiple of 2 / POLICY_STEPS, so this is the policy's
+    distribution exactly (both signs equally likely), drawn with one randint for the batch.
+    """
+    steps = POLICY_STEPS
+    sub_policy, u0, u1 = torch.meshgrid(
+        torch.arange(len(CIFAR10_POLICY)), torch.arange(steps), torch.arange(steps), indexing="ij"
+    )
+    stage_pairs = []
+    for stage, u in enumerate((u0, u1)):
+        scaled = steps * torch.tensor([p[stage][1] for p in CIFAR10_POLICY], dtype=torch.float64)
+        cutoff = scaled.round().long()
+        assert torch.allclose(scaled, cutoff.double()) and cutoff.remainder(2).eq(0).all()
+        cutoff = cutoff[sub_policy]
+        pair = torch.where(u < cutoff, 1 + 2 * sub_policy + (2 * u < cutoff), 0)
+        stage_pairs.append(pair.flatten())
+    return stage_pairs[0], stage_pairs[1]
 
 
 def auto_augment(images: torch.Tensor) -> torch.Tensor:
     """AutoAugment (CIFAR-10 policy) with an independent sub-policy draw for every image."""
-    batch = len(images)
-    choice = torch.randint(len(CIFAR10_POLICY), (batch,))
-    for stage in (0, 1):
+    stage_pairs = _autoaug_draws()
+    outcome = torch.randint(len(stage_pairs[0]), (len(images),))
+    for stage, pairs in enumerate(stage_pairs):
         table = autoaug_table(tuple(images.shape[1:]), stage, images.device)
-        draws = torch.rand(2, batch)
-        applied = draws[0] < _policy_probabilities(stage).index_select(0, choice)
-        pair = torch.where(applied, 1 + 2 * choice + (draws[1] < 0.5), 0)
-        images = table.apply(images, pair)
+        images = table.apply(images, pairs.index_select(0, outcome))
     return images
 
 

@@ -45,9 +45,9 @@ def test_online_steps_pair_each_stream_batch_with_as_many_memory_samples(tmp_pat
     sizes: list[int] = []
     original = Trainer.step
 
-    def recording_step(self, indices):
+    def recording_step(self, indices, augmented=None):
         sizes.append((self.task_id, len(indices)))
-        return original(self, indices)
+        return original(self, indices, augmented)
 
     monkeypatch.setattr(Trainer, "step", recording_step)
     run_in_process(tmp_path, ["mode=rm", *TINY, "stream.memory_epochs=0"])
@@ -77,9 +77,9 @@ def test_warmup_epochs_run_at_a_tenth_of_lr_and_delay_the_schedule(
     rates: list[tuple[int, int, float]] = []
     original = Trainer.step
 
-    def recording_step(self, indices):
+    def recording_step(self, indices, augmented=None):
         rates.append((self.task_id, self.task_epoch, self.optimizer.param_groups[0]["lr"]))
-        return original(self, indices)
+        return original(self, indices, augmented)
 
     monkeypatch.setattr(Trainer, "step", recording_step)
     overrides = ["mode=rm", *TINY, "lr=0.05", "scheduler=anneal", f"warmup_epochs={warmup}"]

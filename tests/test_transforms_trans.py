@@ -143,3 +143,18 @@ def test_unknown_trans_entry_names_the_valid_ones():
         ChoiceError, match="unknown trans entry .mixup.*autoaug, cutout, randaug, cutmix"
     ):
         Augmenter(["mixup"], [0.5], [0.25], False, 8, torch.device("cpu"))
+
+
+def test_autoaug_draw_tables_give_the_policy_probabilities_exactly():
+    first, second = transforms._autoaug_draws()
+    n_outcomes, n_policies = len(first), len(transforms.CIFAR10_POLICY)
+    for k, policy in enumerate(transforms.CIFAR10_POLICY):
+        for stage, pairs in enumerate((first, second)):
+            probability = policy[stage][1]
+            for sign in (0, 1):  # each sign of sub-policy k's operation: p / 2 of its draws
+                share = (pairs == 1 + 2 * k + sign).sum().item() / n_outcomes
+                assert share == pytest.approx(probability / 2 / n_policies, abs=1e-12)
+        # the two stages draw independently: both applied with probability p0 * p1
+        both = ((first == 1 + 2 * k) | (first == 2 + 2 * k)) & (second != 0)
+        want = policy[0][1] * policy[1][1] / n_policies
+        assert both.sum().item() / n_outcomes == pytest.approx(want, abs=1e-12)

@@ -1,0 +1,102 @@
+"""augment_chunk: the augmentation of batches known ahead runs as one call per chunk of steps,
+and every step still trains on its own indices' images, stream and replay alike."""
+
+from __future__ import annotations
+
+import math
+
+import pytest
+import torch
+
+from runner.config_check import ConfigError, check_config
+from tests.conftest import compose_config
+from tests.test_speed_loop import digits_trainer
+
+
+def recording_trainer(tmp_path, overrides: list[str]):
+    """A digits trainer whose augmentation is the identity (so a step's images can be checked
+    against its indices) and which records every augmentation call and every step."""
+    trainer = digits_trainer(tmp_path, ["mode=er", "mem_size=40", *overrides])
+    calls, steps = [], []
+
+    def identity(images: torch.Tensor) -> torch.Tensor:
+        calls.append(len(images))
+        return images.clone()
+
+    trainer.augmenter.augment_images = identity
+    step = trainer.step
+
+    def recording_step(indices, augmented=None):
+        steps.append((indices.clone(), None if augmented is None else augmented.clone()))
+        step(indices, augmented)
+
+    trainer.step = recording_step
+    return trainer, calls, steps
+
+
+@pytest.mark.parametrize("online_iter", [1, 3])
+def test_online_chunks_give_every_step_its_own_stream_and_replay_images(tmp_path, online_iter):
+    trainer, calls, steps = recording_trainer(
+        tmp_path, ["augment_chunk=64", f"stream.online_iter={online_iter}"]
+    )
+    stream = torch.randperm(len(trainer.train_x))[:200]  # 13 incoming batches, the last of 8
+    trainer.online_pass(stream)
+    n_incoming = math.ceil(200 / 16)
+    assert len(steps) == n_incoming * online_iter
+    replayed = 0
+    for number, (indices, augmented) in enumerate(steps):
+        incoming = stream[16 * (number // online_iter) :][:16]
+        assert torch.equal(indices[: len(incoming)], incoming)
+        assert torch.equal(augmented, trainer.train_x[indices])  # the images of its own indices
+        replayed += len(indices) > len(incoming)
+    assert replayed == len(steps) - online_iter  # the memory is empty only for the first batch
+    per_chunk = max(1, 4 // online_iter)  # 64 images // batch 16 = 4 steps per chunk
+    stream_calls = math.ceil(n_incoming / per_chunk)
+    assert len(calls) == stream_calls + replayed  # the replay part is augmented at its step
+    assert calls[0] == 16 * per_chunk * online_iter
+
+
+def test_augment_chunk_0_augments_each_online_step_whole(tmp_path):
+    trainer, calls, steps = recording_trainer(tmp_path, ["augment_chunk=0"])
+    trainer.online_pass(torch.arange(160))
+    assert all(augmented is None for _, augmented in steps)
+    assert calls == [len(indices) for indices, _ in steps]  # stream and replay in one call
+    assert calls[0] == 16 and calls[-1] == 32
+
+
+def test_epochs_augment_a_chunk_of_batches_per_call(tmp_path):
+    trainer, calls, steps = recording_trainer(tmp_path, ["augment_chunk=48"])
+    pool = torch.arange(100, 230)  # 130 samples: 9 batches, 3 per chunk
+    trainer.run_epoch(pool)
+    assert calls == [48, 48, 34]
+    seen = torch.cat([indices for indices, _ in steps])
+    assert torch.equal(seen.sort().values, pool)  # each sample once, in 16s and a last 2
+    assert [len(indices) for indices, _ in steps] == [16] * 8 + [2]
+    for indices, augmented in steps:
+        assert torch.equal(augmented, trainer.train_x[indices])
+
+
+def test_a_chunk_draws_a_fresh_augmentation_for_every_image(tmp_path):
+    trainer = digits_trainer(tmp_path, ["trans=[autoaug]"])
+    torch.manual_seed(0)
+    same = torch.zeros(16, dtype=torch.long)  # one image, 4 batches of 16 copies
+    batches = trainer.augment_ahead([same] * 4)
+    assert [b.shape for b in batches] == [(16, *trainer.train_x.shape[1:])] * 4
+    # more different images than one batch could hold (8x8 digits: ~half the draws coincide)
+    assert len(torch.unique(torch.cat(batches).flatten(1), dim=0)) > 16
+    assert all(not torch.equal(batches[0], other) for other in batches[1:])
+
+
+@pytest.mark.parametrize("mode", ["er", "rm", "bic", "ewc"])
+def test_online_batch_puts_the_incoming_batch_first(tmp_path, mode):
+    trainer = digits_trainer(tmp_path, [f"mode={mode}", "mem_size=40"])
+    labels = trainer.train_labels_cpu
+    trainer.memory.indices, trainer.memory.labels = torch.arange(40), labels[:40].clone()
+    incoming = torch.arange(100, 116)
+    indices = trainer.method.online_batch(incoming)
+    assert torch.equal(indices[:16], incoming)
+
+
+def test_a_negative_augment_chunk_is_a_config_error():
+    with pytest.raises(ConfigError, match="augment_chunk=-1"):
+        check_config(compose_config(["augment_chunk=-1"]))
