@@ -117,7 +117,11 @@ def build_trainer(
 def fill_memory(trainer: Trainer, n_samples: int) -> None:
     """Put n random training samples into the trainer's memory, as a run past its start would."""
     fill = torch.randperm(len(trainer.train_labels_cpu))[:n_samples]
-    trainer.memory.observe(fill, trainer.train_labels_cpu.index_select(0, fill), trainer.n_exposed)
+    labels = trainer.train_labels_cpu.index_select(0, fill)
+    if trainer.memory.streaming:
+        trainer.memory.observe(fill, labels, trainer.n_exposed)
+    else:  # a per-task manager holds what its last end_task kept
+        trainer.memory.indices, trainer.memory.labels = fill, labels
 
 
 def format_table(rows: list[dict], columns: list[str]) -> str:

@@ -44,6 +44,9 @@ from runner.models import MixedPrecision  # noqa: E402
 
 SHAPES = {"mlp400": (1, 28, 28), "resnet18": (3, 32, 32), "resnet32": (3, 32, 32)}
 TRANS_SETS = {"none": [], "cutmix+autoaug": ["cutmix", "autoaug"]}
+# --replay: no (mode=er, no memory), yes (er + reservoir: the memory changes every batch),
+# rm (rm + its uncertainty memory: fixed during the stream, so whole steps are drawn ahead)
+REPLAY_MODES = {"no": "er", "yes": "er", "rm": "rm"}
 COLUMNS = ["model", "input", "batch", "trans", "replay", "bare img/s", "loop img/s", "ratio"]
 
 
@@ -70,7 +73,7 @@ def throughput_row(
     model_name: str,
     batch: int,
     trans_name: str,
-    replay: bool,
+    replay: str,
     steps: int,
     rounds: int,
     device: torch.device,
@@ -84,22 +87,22 @@ def throughput_row(
     """
     shape = SHAPES[model_name]
     trans = TRANS_SETS[trans_name]
-    mem_size = 500 if replay else 0
+    mem_size = 0 if replay == "no" else 500
     data = synthetic_data(max(2000, mem_size + batch * steps), shape)
     overrides = [
         f"model={model_name}",
-        "mode=er",
+        f"mode={REPLAY_MODES[replay]}",
         f"mem_size={mem_size}",
         f"batchsize={batch}",
         f"trans=[{','.join(trans)}]",
         *extra,
     ]
     trainer = build_trainer(overrides, data, device)
-    if replay:
+    if mem_size:
         fill_memory(trainer, mem_size)
         if hasattr(trainer.memory, "n_seen"):  # reservoir as mid-way through Fashion-MNIST:
             trainer.memory.n_seen = 30_000  # ~1 replacement per 4 batches, not one per sample
-    per_step = batch + (min(int(trainer.cfg.mem_batchsize), len(trainer.memory)) if replay else 0)
+    per_step = len(trainer.method.online_batch(torch.arange(batch)))
     n_train = len(data.train_y)
 
     def loop() -> None:
@@ -120,7 +123,7 @@ def throughput_row(
         "input": "x".join(str(s) for s in shape),
         "batch": per_step,
         "trans": trans_name,
-        "replay": "yes" if replay else "no",
+        "replay": replay,
         "bare img/s": bare_rate,
         "loop img/s": loop_rate,
         "ratio": loop_rate / bare_rate,
@@ -191,7 +194,7 @@ def main(argv: list[str] | None = None) -> list[dict]:
     parser.add_argument("--resnet-steps", type=int, default=4, help="steps per chunk, resnets")
     parser.add_argument("--rounds", type=int, default=5, help="timed chunks; the best is kept")
     parser.add_argument("--trans", default="none,cutmix+autoaug")
-    parser.add_argument("--replay", default="no,yes")
+    parser.add_argument("--replay", default="no,yes,rm", help="no, yes (er, reservoir), rm")
     parser.add_argument("--augment", default="16,512", help="batch sizes of the TRANS-alone table")
     parser.add_argument("--candidates", type=int, default=5000, help="0 skips the scoring bench")
     parser.add_argument("--eval-batch", type=int, default=1024, help="scoring batch size")
@@ -222,7 +225,7 @@ def main(argv: list[str] | None = None) -> list[dict]:
                         model_name,
                         batch,
                         trans_name,
-                        replay == "yes",
+                        replay,
                         steps,
                         rounds,
                         device,

@@ -27,6 +27,7 @@ class Method:
     name = "method"
     uses_memory = True  # False: the memory is never filled (mem_size is ignored)
     offline_only = False  # True: trains offline whatever stream= says (gdumb, joint)
+    replays_online = False  # True: online_batch adds memory samples to the stream batch
 
     def __init__(self, trainer: Trainer) -> None:
         self.trainer = trainer
@@ -46,6 +47,12 @@ class Method:
 
     def before_task(self, task_id: int) -> None:
         """Called after the head has grown and the optimizer was re-created for the task."""
+
+    @property
+    def online_batches_known_ahead(self) -> bool:
+        """No step of the stream changes what online_batch returns (it does not replay, or its
+        memory is updated only at end_stream): the loop may draw a few steps ahead, in order."""
+        return not (self.replays_online and self.uses_memory and self.memory.streaming)
 
     def online_batch(self, stream_indices: torch.Tensor) -> torch.Tensor:
         """Training-set indices of one online step: the incoming stream batch first, as it came,

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import itertools
 import logging
 import math
 import time
@@ -294,12 +293,7 @@ class Trainer:
     def online_pass(
         self, task_indices: torch.Tensor, resume_at: StreamPosition | None = None
     ) -> None:
-        """Each incoming batch once, in stream order, with online_iter steps per batch.
-
-        The incoming batches are known ahead, so their augmentation runs steps_ahead batches
-        at a time; what the method replays with them (online_batch's tail) is fetched and
-        augmented at its step, from the memory as it is then.
-        """
+        """Each incoming batch once, in stream order, with online_iter steps per batch."""
         batchsize, repeats = int(self.cfg.batchsize), int(self.cfg.stream.online_iter)
         first = 0 if resume_at is None else resume_at.batch
         self._plan_steps(max(0, math.ceil((len(task_indices) - first) / batchsize)) * repeats)
@@ -308,26 +302,31 @@ class Trainer:
         per_chunk = max(1, self.steps_ahead // repeats)
         for done in range(0, len(starts), per_chunk):  # checkpoints only between chunks
             chunk = [task_indices[start : start + batchsize] for start in starts[done:][:per_chunk]]
-            if self.steps_ahead > 1:
-                streamed = iter(self.augment_ahead([b for b in chunk for _ in range(repeats)]))
-            else:  # one augmentation call per step, replay included
-                streamed = itertools.repeat(None)
-            for incoming in chunk:
-                for augmented in itertools.islice(streamed, repeats):
-                    self._online_step(incoming, augmented)
-                self.method.observe_stream(incoming)
+            self._online_chunk(chunk, repeats)
             reached = first + (done + len(chunk)) * batchsize
             self._checkpoint_inside(STREAM_PHASE, 0, reached, None, warm)
         self._end_epoch(warm)
 
-    def _online_step(self, incoming: torch.Tensor, augmented: torch.Tensor | None) -> None:
-        """A step on the incoming batch (augmented ahead, unless None) and what the method
-        replays with it."""
-        indices = self.method.online_batch(incoming)
-        replayed = indices[len(incoming) :]
-        if augmented is not None and len(replayed):
-            augmented = torch.cat([augmented, self.augmented_images(replayed)])
-        self.step(indices, augmented)
+    def _online_chunk(self, chunk: list[torch.Tensor], repeats: int) -> None:
+        """The steps of a few incoming batches, each batch followed by observe_stream.
+
+        When the steps in between cannot change what online_batch returns (the method does
+        not replay, or replays from a memory updated only at end_stream), the chunk's batches
+        are drawn first, in order, and augmented in one call. Otherwise (a memory that takes
+        in every batch) each step draws its batch from the memory as it is then.
+        """
+        incoming_per_step = [incoming for incoming in chunk for _ in range(repeats)]
+        ahead = self.steps_ahead > 1 and self.method.online_batches_known_ahead
+        if ahead:
+            planned = [self.method.online_batch(incoming) for incoming in incoming_per_step]
+            augmented = self.augment_ahead(planned)
+        for number, incoming in enumerate(incoming_per_step):
+            if ahead:
+                self.step(planned[number], augmented[number])
+            else:
+                self.step(self.method.online_batch(incoming))
+            if (number + 1) % repeats == 0:
+                self.method.observe_stream(incoming)
 
     def _run_epochs(self, phase: int, n_epochs: int, make_pool: Callable[[], torch.Tensor]) -> None:
         """Shuffled epochs over make_pool()'s indices, skipping those a resumed run has done."""

@@ -35,33 +35,73 @@ def recording_trainer(tmp_path, overrides: list[str]):
 
 
 @pytest.mark.parametrize("online_iter", [1, 3])
-def test_online_chunks_give_every_step_its_own_stream_and_replay_images(tmp_path, online_iter):
+def test_online_chunks_give_every_step_its_own_images_and_repeats(tmp_path, online_iter):
     trainer, calls, steps = recording_trainer(
-        tmp_path, ["augment_chunk=64", f"stream.online_iter={online_iter}"]
+        tmp_path, ["mode=rm", "augment_chunk=64", f"stream.online_iter={online_iter}"]
     )
-    stream = torch.randperm(len(trainer.train_x))[:200]  # 13 incoming batches, the last of 8
+    trainer.memory.indices = torch.arange(300, 340)  # what an earlier task's end_stream kept
+    trainer.memory.labels = trainer.train_labels_cpu[300:340].clone()
+    stream = torch.randperm(300)[:200]  # 13 incoming batches, the last of 8
     trainer.online_pass(stream)
     n_incoming = math.ceil(200 / 16)
     assert len(steps) == n_incoming * online_iter
-    replayed = 0
     for number, (indices, augmented) in enumerate(steps):
         incoming = stream[16 * (number // online_iter) :][:16]
         assert torch.equal(indices[: len(incoming)], incoming)
+        assert len(indices) == 2 * len(incoming) and (indices[len(incoming) :] >= 300).all()
         assert torch.equal(augmented, trainer.train_x[indices])  # the images of its own indices
-        replayed += len(indices) > len(incoming)
-    assert replayed == len(steps) - online_iter  # the memory is empty only for the first batch
     per_chunk = max(1, 4 // online_iter)  # 64 images // batch 16 = 4 steps per chunk
-    stream_calls = math.ceil(n_incoming / per_chunk)
-    assert len(calls) == stream_calls + replayed  # the replay part is augmented at its step
-    assert calls[0] == 16 * per_chunk * online_iter
+    assert len(calls) == math.ceil(n_incoming / per_chunk)
+    assert calls[0] == 32 * per_chunk * online_iter
+
+
+def test_a_memory_that_takes_in_every_batch_is_replayed_step_by_step(tmp_path):
+    trainer, calls, steps = recording_trainer(tmp_path, ["mem_manage=reservoir"])
+    assert not trainer.method.online_batches_known_ahead
+    trainer.online_pass(torch.arange(160))
+    assert all(augmented is None for _, augmented in steps)  # augmented inside the step
+    assert calls == [16] + [32] * 9  # the memory is empty for the first batch only
+
+
+def test_a_memory_fixed_during_the_stream_is_replayed_ahead_with_the_same_draws(tmp_path):
+    """rm's memory changes only at end_stream: whole steps are drawn and augmented ahead, and
+    the memory draws are the ones a step-by-step pass makes."""
+    runs = {}
+    for chunk in (0, 64):
+        trainer, calls, steps = recording_trainer(
+            tmp_path / str(chunk), ["mode=rm", f"augment_chunk={chunk}"]
+        )
+        assert trainer.method.online_batches_known_ahead
+        trainer.memory.indices = torch.arange(300, 340)
+        trainer.memory.labels = trainer.train_labels_cpu[300:340].clone()
+        trainer.online_pass(torch.arange(160))  # 10 steps of 16 + 16
+        runs[chunk] = (calls, steps)
+    (calls_each, steps_each), (calls_ahead, steps_ahead) = runs[0], runs[64]
+    assert calls_each == [32] * 10
+    assert calls_ahead == [128, 128, 64]  # 4 steps of 32 per call, then the last 2
+    for (indices, _), (ahead, images) in zip(steps_each, steps_ahead, strict=True):
+        assert torch.equal(indices, ahead)
+        assert torch.equal(images, trainer.train_x[ahead])
+
+
+def test_only_replay_from_a_streaming_memory_keeps_batches_from_being_drawn_ahead(tmp_path):
+    for mode in ("er", "bic", "ewc"):  # ewc and rwalk replay too, as in the paper
+        streaming = digits_trainer(tmp_path, [f"mode={mode}", "mem_manage=reservoir"])
+        assert not streaming.method.online_batches_known_ahead, mode
+    for overrides in (
+        ["mode=er", "mem_manage=uncertainty"],
+        ["mode=bic"],  # its default memory is chosen at end_stream
+        ["mode=gdumb", "mem_manage=reservoir"],  # a streaming memory, but no online replay
+        ["mode=finetune"],
+    ):
+        assert digits_trainer(tmp_path, overrides).method.online_batches_known_ahead, overrides
 
 
 def test_augment_chunk_0_augments_each_online_step_whole(tmp_path):
-    trainer, calls, steps = recording_trainer(tmp_path, ["augment_chunk=0"])
+    trainer, calls, steps = recording_trainer(tmp_path, ["augment_chunk=0", "mode=finetune"])
     trainer.online_pass(torch.arange(160))
     assert all(augmented is None for _, augmented in steps)
-    assert calls == [len(indices) for indices, _ in steps]  # stream and replay in one call
-    assert calls[0] == 16 and calls[-1] == 32
+    assert calls == [16] * 10
 
 
 def test_epochs_augment_a_chunk_of_batches_per_call(tmp_path):

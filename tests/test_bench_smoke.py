@@ -24,7 +24,7 @@ def test_throughput_bench_runs_every_kind_of_row(tmp_path, capsys):
             "--resnet-steps=1",
             "--rounds=1",
             "--trans=none,cutmix+autoaug",
-            "--replay=no,yes",
+            "--replay=no,yes,rm",
             "--augment=4",
             "--candidates=40",
             "--eval-batch=16",
@@ -35,17 +35,18 @@ def test_throughput_bench_runs_every_kind_of_row(tmp_path, capsys):
     assert torch.get_num_threads() == threads  # --threads=0 leaves the process alone
     printed = capsys.readouterr().out
     assert printed.startswith("cpu:")  # the device is recorded with the numbers
-    assert len(rows) == 8
+    assert len(rows) == 12
     assert {(r["model"], r["trans"], r["replay"]) for r in rows} >= {
         ("mlp400", "cutmix+autoaug", "yes"),
+        ("mlp400", "cutmix+autoaug", "rm"),
         ("resnet32", "none", "no"),
     }
     assert all(r["ratio"] > 0 and math.isfinite(r["ratio"]) for r in rows)
-    assert [r["batch"] for r in rows if r["model"] == "mlp400"] == [4, 8, 4, 8]
+    assert [r["batch"] for r in rows if r["model"] == "mlp400"] == [4, 8, 8] * 2
     assert "candidate-perturbations/s" in printed
     assert "| autoaug | 4 |" in printed  # the TRANS-alone table
     with open(out) as handle:
-        assert len(list(csv.DictReader(handle))) == 8
+        assert len(list(csv.DictReader(handle))) == 12
 
 
 @pytest.mark.slow
