@@ -52,7 +52,8 @@ class Method:
     def online_batches_known_ahead(self) -> bool:
         """No step of the stream changes what online_batch returns (it does not replay, or its
         memory is updated only at end_stream): the loop may draw a few steps ahead, in order."""
-        return not (self.replays_online and self.uses_memory and self.memory.streaming)
+        replays = self.replays_online and self.uses_memory and self.memory.capacity > 0
+        return not (replays and self.memory.streaming)
 
     def online_batch(self, stream_indices: torch.Tensor) -> torch.Tensor:
         """Training-set indices of one online step: the incoming stream batch first, as it came,

@@ -93,6 +93,7 @@ def test_only_replay_from_a_streaming_memory_keeps_batches_from_being_drawn_ahea
         ["mode=bic"],  # its default memory is chosen at end_stream
         ["mode=gdumb", "mem_manage=reservoir"],  # a streaming memory, but no online replay
         ["mode=finetune"],
+        ["mode=er", "mem_manage=reservoir", "mem_size=0"],  # nothing to replay
     ):
         assert digits_trainer(tmp_path, overrides).method.online_batches_known_ahead, overrides
 
