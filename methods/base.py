@@ -27,7 +27,6 @@ class Method:
     name = "method"
     uses_memory = True  # False: the memory is never filled (mem_size is ignored)
     offline_only = False  # True: trains offline whatever stream= says (gdumb, joint)
-    replays_online = False  # True: online_batch adds memory samples to the stream batch
 
     def __init__(self, trainer: Trainer) -> None:
         self.trainer = trainer
@@ -48,20 +47,16 @@ class Method:
     def before_task(self, task_id: int) -> None:
         """Called after the head has grown and the optimizer was re-created for the task."""
 
-    @property
-    def online_batches_known_ahead(self) -> bool:
-        """No step of the stream changes what online_batch returns (it does not replay, or its
-        memory is updated only at end_stream): the loop may draw a few steps ahead, in order."""
-        replays = self.replays_online and self.uses_memory and self.memory.capacity > 0
-        return not (replays and self.memory.streaming)
-
     def online_batch(self, stream_indices: torch.Tensor) -> torch.Tensor:
-        """Training-set indices of one online step: the incoming stream batch first, as it came,
-        then whatever the method replays with it (the loop augments the stream part ahead)."""
+        """Training-set indices of one online step: the incoming batch and what it replays.
+
+        Like observe_stream, it must not depend on the model: the loop draws a few steps'
+        batches before it trains on them (augment_chunk), in step-by-step order.
+        """
         return stream_indices
 
     def observe_stream(self, stream_indices: torch.Tensor) -> None:
-        """Let streaming memories see the incoming batch once its steps are done."""
+        """Let streaming memories see the incoming batch once its steps are drawn."""
         if self.memory.streaming and self.uses_memory:
             labels = self.trainer.train_labels_cpu.index_select(0, stream_indices)
             self.memory.observe(stream_indices, labels, self.trainer.n_exposed)

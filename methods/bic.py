@@ -91,7 +91,9 @@ class BiC(ExperienceReplay):
     def online_batch(self, stream_indices: torch.Tensor) -> torch.Tensor:
         pool = self.replay_pool()
         n_replay = min(self.mem_batchsize, len(pool))
-        return torch.cat([stream_indices, pool[torch.randperm(len(pool))[:n_replay]]])
+        # the memory's own generator, as er's draws: the same whatever else draws in between
+        drawn = self.memory.rng.choice(len(pool), n_replay, replace=False)
+        return torch.cat([stream_indices, pool.index_select(0, torch.from_numpy(drawn))])
 
     def offline_pool(self, task_indices: torch.Tensor) -> torch.Tensor:
         return torch.cat([task_indices, self.replay_pool()])

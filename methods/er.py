@@ -9,8 +9,6 @@ from methods.base import METHODS, Method
 class ExperienceReplay(Method):
     """Online: each incoming batch plus mem_batchsize memory samples; offline: stream ∪ memory."""
 
-    replays_online = True
-
     def __init__(self, trainer) -> None:
         super().__init__(trainer)
         self.mem_batchsize = int(trainer.cfg.mem_batchsize)  # read once: a config read is ~7 us

@@ -25,8 +25,6 @@ class RainbowMemory(Method):
     results/memory_updates.csv and TensorBoard (memory/scoring_seconds, memory/update_seconds).
     """
 
-    replays_online = True
-
     def online_batch(self, stream_indices: torch.Tensor) -> torch.Tensor:
         if len(self.memory) == 0:
             return stream_indices

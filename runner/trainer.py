@@ -308,25 +308,23 @@ class Trainer:
         self._end_epoch(warm)
 
     def _online_chunk(self, chunk: list[torch.Tensor], repeats: int) -> None:
-        """The steps of a few incoming batches, each batch followed by observe_stream.
+        """The steps of a few incoming batches, drawn first and augmented in one call.
 
-        When the steps in between cannot change what online_batch returns (the method does
-        not replay, or replays from a memory updated only at end_stream), the chunk's batches
-        are drawn first, in order, and augmented in one call. Otherwise (a memory that takes
-        in every batch) each step draws its batch from the memory as it is then.
+        Neither online_batch nor observe_stream depends on the steps (a memory chooses from
+        indices and labels, never from the model), so the chunk's batches are drawn first, in
+        the order a step-by-step pass draws them: each incoming batch's online_batch calls,
+        then its observe_stream. Every step gets exactly the indices it would have got.
         """
-        incoming_per_step = [incoming for incoming in chunk for _ in range(repeats)]
-        ahead = self.steps_ahead > 1 and self.method.online_batches_known_ahead
-        if ahead:
-            planned = [self.method.online_batch(incoming) for incoming in incoming_per_step]
+        planned = []
+        for incoming in chunk:
+            planned += [self.method.online_batch(incoming) for _ in range(repeats)]
+            self.method.observe_stream(incoming)
+        if self.steps_ahead > 1:
             augmented = self.augment_ahead(planned)
-        for number, incoming in enumerate(incoming_per_step):
-            if ahead:
-                self.step(planned[number], augmented[number])
-            else:
-                self.step(self.method.online_batch(incoming))
-            if (number + 1) % repeats == 0:
-                self.method.observe_stream(incoming)
+        else:  # augment_chunk=0: each step augments its own batch
+            augmented = [None] * len(planned)
+        for indices, images in zip(planned, augmented, strict=True):
+            self.step(indices, images)
 
     def _run_epochs(self, phase: int, n_epochs: int, make_pool: Callable[[], torch.Tensor]) -> None:
         """Shuffled epochs over make_pool()'s indices, skipping those a resumed run has done."""

@@ -55,47 +55,34 @@ def test_online_chunks_give_every_step_its_own_images_and_repeats(tmp_path, onli
     assert calls[0] == 32 * per_chunk * online_iter
 
 
-def test_a_memory_that_takes_in_every_batch_is_replayed_step_by_step(tmp_path):
-    trainer, calls, steps = recording_trainer(tmp_path, ["mem_manage=reservoir"])
-    assert not trainer.method.online_batches_known_ahead
-    trainer.online_pass(torch.arange(160))
-    assert all(augmented is None for _, augmented in steps)  # augmented inside the step
-    assert calls == [16] + [32] * 9  # the memory is empty for the first batch only
-
-
-def test_a_memory_fixed_during_the_stream_is_replayed_ahead_with_the_same_draws(tmp_path):
-    """rm's memory changes only at end_stream: whole steps are drawn and augmented ahead, and
-    the memory draws are the ones a step-by-step pass makes."""
+@pytest.mark.parametrize(
+    "overrides",
+    [["mode=rm"], ["mode=er", "mem_manage=reservoir"], ["mode=bic", "mem_manage=reservoir"]],
+    ids=["rm_uncertainty", "er_reservoir", "bic_reservoir"],
+)
+def test_a_chunk_drawn_ahead_replays_exactly_what_step_by_step_draws(tmp_path, overrides):
+    """rm's memory changes at end_stream, a reservoir with every batch: either way the chunk's
+    batches are the ones a step-by-step pass draws, and its memory ends the same."""
     runs = {}
     for chunk in (0, 64):
         trainer, calls, steps = recording_trainer(
-            tmp_path / str(chunk), ["mode=rm", f"augment_chunk={chunk}"]
+            tmp_path / str(chunk), [*overrides, f"augment_chunk={chunk}"]
         )
-        assert trainer.method.online_batches_known_ahead
-        trainer.memory.indices = torch.arange(300, 340)
-        trainer.memory.labels = trainer.train_labels_cpu[300:340].clone()
-        trainer.online_pass(torch.arange(160))  # 10 steps of 16 + 16
-        runs[chunk] = (calls, steps)
-    (calls_each, steps_each), (calls_ahead, steps_ahead) = runs[0], runs[64]
-    assert calls_each == [32] * 10
-    assert calls_ahead == [128, 128, 64]  # 4 steps of 32 per call, then the last 2
+        if not trainer.memory.streaming:  # what an earlier task's end_stream kept
+            trainer.memory.indices = torch.arange(300, 340)
+            trainer.memory.labels = trainer.train_labels_cpu[300:340].clone()
+        trainer.online_pass(torch.arange(240))  # 15 incoming batches of 16
+        runs[chunk] = (calls, steps, trainer.memory.indices.clone())
+    (calls_each, steps_each, memory_each) = runs[0]
+    (calls_ahead, steps_ahead, memory_ahead) = runs[64]
+    sizes = [len(indices) for indices, _ in steps_each]
+    assert sizes[1:] == [32] * 14  # replay from the second step on, at the latest
+    assert calls_each == sizes  # one augmentation call per step
+    assert calls_ahead == [sum(sizes[i : i + 4]) for i in range(0, 15, 4)]  # 4 steps per call
     for (indices, _), (ahead, images) in zip(steps_each, steps_ahead, strict=True):
         assert torch.equal(indices, ahead)
         assert torch.equal(images, trainer.train_x[ahead])
-
-
-def test_only_replay_from_a_streaming_memory_keeps_batches_from_being_drawn_ahead(tmp_path):
-    for mode in ("er", "bic", "ewc"):  # ewc and rwalk replay too, as in the paper
-        streaming = digits_trainer(tmp_path, [f"mode={mode}", "mem_manage=reservoir"])
-        assert not streaming.method.online_batches_known_ahead, mode
-    for overrides in (
-        ["mode=er", "mem_manage=uncertainty"],
-        ["mode=bic"],  # its default memory is chosen at end_stream
-        ["mode=gdumb", "mem_manage=reservoir"],  # a streaming memory, but no online replay
-        ["mode=finetune"],
-        ["mode=er", "mem_manage=reservoir", "mem_size=0"],  # nothing to replay
-    ):
-        assert digits_trainer(tmp_path, overrides).method.online_batches_known_ahead, overrides
+    assert torch.equal(memory_each, memory_ahead)
 
 
 def test_augment_chunk_0_augments_each_online_step_whole(tmp_path):
