@@ -178,9 +178,16 @@ class Trainer:
         Every image still draws its own augmentation; a call costs about as much for 8 small
         batches as for one (the cost of a small batch is its count of tensor operations).
         """
-        if len(batches) == 1:
-            return (self.augmented_images(batches[0]),)
         return self.augmented_images(torch.cat(batches)).split([len(b) for b in batches])
+
+    def _run_steps(self, planned: list[torch.Tensor]) -> None:
+        """A step on each of the planned batches, their augmentation in one call (augment_chunk)."""
+        if self.steps_ahead > 1:
+            for indices, augmented in zip(planned, self.augment_ahead(planned), strict=True):
+                self.step(indices, augmented)
+        else:  # augment_chunk=0: each step augments its own batch
+            for indices in planned:
+                self.step(indices)
 
     def step(self, indices: torch.Tensor, augmented: torch.Tensor | None = None) -> None:
         """One gradient step on the given training-set indices; no host sync (_flush_window).
@@ -189,7 +196,7 @@ class Trainer:
         """
         indices = self._indices_for_data(indices)
         if augmented is None:
-            augmented = self.augmenter.augment_images(self.fetch_images(indices))
+            augmented = self.augmented_images(indices)
         if indices.device != self.train_labels.device:
             indices = indices.to(self.train_labels.device)
         labels = self.train_labels.index_select(0, indices)
@@ -266,8 +273,7 @@ class Trainer:
         # Checkpoints only between chunks: a resumed run augments the same chunks.
         for done in range(0, len(batches), self.steps_ahead):
             chunk = batches[done : done + self.steps_ahead]
-            for indices, augmented in zip(chunk, self.augment_ahead(chunk), strict=True):
-                self.step(indices, augmented)
+            self._run_steps(chunk)
             reached = first + (done + len(chunk)) * batchsize
             self._checkpoint_inside(phase, epoch, reached, order, warm)
         self._end_epoch(warm)
@@ -319,12 +325,7 @@ class Trainer:
         for incoming in chunk:
             planned += [self.method.online_batch(incoming) for _ in range(repeats)]
             self.method.observe_stream(incoming)
-        if self.steps_ahead > 1:
-            augmented = self.augment_ahead(planned)
-        else:  # augment_chunk=0: each step augments its own batch
-            augmented = [None] * len(planned)
-        for indices, images in zip(planned, augmented, strict=True):
-            self.step(indices, images)
+        self._run_steps(planned)
 
     def _run_epochs(self, phase: int, n_epochs: int, make_pool: Callable[[], torch.Tensor]) -> None:
         """Shuffled epochs over make_pool()'s indices, skipping those a resumed run has done."""
