@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import copy
+import csv
 import os
 import platform
 import sys
@@ -17,13 +19,42 @@ import runner  # noqa: E402,F401  (before torch: sets OMP_WAIT_POLICY; registers
 
 # isort: split
 import torch  # noqa: E402
+from hydra.utils import instantiate  # noqa: E402
+from torch.nn import functional as F  # noqa: E402
 
 from datasets.base import ImageData  # noqa: E402
 from datasets.splits import make_split  # noqa: E402
 from runner.config import compose_config  # noqa: E402
 from runner.config_check import resolve_device  # noqa: E402
+from runner.models import MixedPrecision  # noqa: E402
 from runner.results import ResultWriter  # noqa: E402
 from runner.trainer import Trainer  # noqa: E402
+
+SHAPES = {"mlp400": (1, 28, 28), "resnet18": (3, 32, 32), "resnet32": (3, 32, 32)}
+TRANS_SETS = {"none": [], "cutmix+autoaug": ["cutmix", "autoaug"]}
+# --replay: no (mode=er, no memory), yes (er + reservoir: the memory changes every batch),
+# rm (rm + its uncertainty memory: fixed during the stream, so whole steps are drawn ahead)
+REPLAY_MODES = {"no": "er", "yes": "er", "rm": "rm"}
+
+
+class BareStep:
+    """The limit: the model's own training step on a batch that is already on the device,
+    in the loop's precision (amp) and memory format (channels_last)."""
+
+    def __init__(self, model, cfg, precision: MixedPrecision, batch: int, shape, device) -> None:
+        self.model = copy.deepcopy(model).train()
+        self.optimizer = instantiate(cfg.optimizer)(self.model.parameters())
+        self.precision = precision
+        self.x = torch.randn(batch, *shape, device=device)
+        self.y = torch.randint(0, self.model.n_classes, (batch,), device=device)
+
+    def __call__(self, steps: int) -> None:
+        for _ in range(steps):
+            with self.precision.autocast():
+                loss = F.cross_entropy(self.model(self.x), self.y)
+            self.optimizer.zero_grad(set_to_none=True)
+            self.precision.backward_and_step(loss, self.optimizer)
+
 
 # Run directories of benchmark trainers (logs, events): removed when the process exits.
 _SCRATCH = tempfile.TemporaryDirectory(prefix="bench_", ignore_cleanup_errors=True)
@@ -122,6 +153,43 @@ def fill_memory(trainer: Trainer, n_samples: int) -> None:
         trainer.memory.observe(fill, labels, trainer.n_exposed)
     else:  # a per-task manager holds what its last end_task kept
         trainer.memory.indices, trainer.memory.labels = fill, labels
+
+
+def loop_trainer(
+    model_name: str,
+    batch: int,
+    trans_name: str,
+    replay: str,
+    steps: int,
+    device: torch.device,
+    extra: tuple[str, ...] = (),
+) -> tuple[Trainer, ImageData]:
+    """A trainer on synthetic data as mid-way through a stream: memory full where it replays."""
+    mem_size = 0 if replay == "no" else 500
+    data = synthetic_data(max(2000, mem_size + batch * steps), SHAPES[model_name])
+    overrides = [
+        f"model={model_name}",
+        f"mode={REPLAY_MODES[replay]}",
+        f"mem_size={mem_size}",
+        f"batchsize={batch}",
+        f"trans=[{','.join(TRANS_SETS[trans_name])}]",
+        *extra,
+    ]
+    trainer = build_trainer(overrides, data, device)
+    if mem_size:
+        fill_memory(trainer, mem_size)
+        if hasattr(trainer.memory, "n_seen"):  # reservoir as mid-way through Fashion-MNIST:
+            trainer.memory.n_seen = 30_000  # ~1 replacement per 4 batches, not one per sample
+    return trainer, data
+
+
+def write_rows(path: Path, rows: list[dict], columns: list[str], device: torch.device) -> None:
+    """The rows as a CSV, each with the device it was measured on."""
+    with open(path, "w", newline="") as handle:
+        writer = csv.DictWriter(handle, fieldnames=columns + ["device"])
+        writer.writeheader()
+        for row in rows:
+            writer.writerow({**row, "device": describe_device(device)})
 
 
 def format_table(rows: list[dict], columns: list[str]) -> str:

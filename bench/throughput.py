@@ -13,8 +13,6 @@
 from __future__ import annotations
 
 import argparse
-import copy
-import csv
 import sys
 from functools import partial
 from pathlib import Path
@@ -23,50 +21,26 @@ if __package__ in (None, ""):
     sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
 from bench.common import (  # noqa: E402  (first: it sets the OpenMP policy before torch loads)
+    SHAPES,
+    BareStep,
     build_trainer,
     describe_device,
-    fill_memory,
     format_table,
+    loop_trainer,
     pick_clock,
     pick_device,
     synthetic_data,
     time_call,
+    write_rows,
 )
 
 # isort: split
 import torch  # noqa: E402
-from hydra.utils import instantiate  # noqa: E402
-from torch.nn import functional as F  # noqa: E402
 
 from memory import rainbow, uncertainty  # noqa: E402
-from runner.augment import BATCH_MIXES, IMAGE_TRANSFORMS, MixedBatch  # noqa: E402
-from runner.models import MixedPrecision  # noqa: E402
+from runner.augment import BATCH_MIXES, IMAGE_TRANSFORMS, StepBatches  # noqa: E402
 
-SHAPES = {"mlp400": (1, 28, 28), "resnet18": (3, 32, 32), "resnet32": (3, 32, 32)}
-TRANS_SETS = {"none": [], "cutmix+autoaug": ["cutmix", "autoaug"]}
-# --replay: no (mode=er, no memory), yes (er + reservoir: the memory changes every batch),
-# rm (rm + its uncertainty memory: fixed during the stream, so whole steps are drawn ahead)
-REPLAY_MODES = {"no": "er", "yes": "er", "rm": "rm"}
 COLUMNS = ["model", "input", "batch", "trans", "replay", "bare img/s", "loop img/s", "ratio"]
-
-
-class BareStep:
-    """The limit: the model's own training step on a batch that is already on the device,
-    in the loop's precision (amp) and memory format (channels_last)."""
-
-    def __init__(self, model, cfg, precision: MixedPrecision, batch: int, shape, device) -> None:
-        self.model = copy.deepcopy(model).train()
-        self.optimizer = instantiate(cfg.optimizer)(self.model.parameters())
-        self.precision = precision
-        self.x = torch.randn(batch, *shape, device=device)
-        self.y = torch.randint(0, self.model.n_classes, (batch,), device=device)
-
-    def __call__(self, steps: int) -> None:
-        for _ in range(steps):
-            with self.precision.autocast():
-                loss = F.cross_entropy(self.model(self.x), self.y)
-            self.optimizer.zero_grad(set_to_none=True)
-            self.precision.backward_and_step(loss, self.optimizer)
 
 
 def throughput_row(
@@ -86,22 +60,7 @@ def throughput_row(
     fastest: other processes on a shared CPU only ever slow a chunk down.
     """
     shape = SHAPES[model_name]
-    trans = TRANS_SETS[trans_name]
-    mem_size = 0 if replay == "no" else 500
-    data = synthetic_data(max(2000, mem_size + batch * steps), shape)
-    overrides = [
-        f"model={model_name}",
-        f"mode={REPLAY_MODES[replay]}",
-        f"mem_size={mem_size}",
-        f"batchsize={batch}",
-        f"trans=[{','.join(trans)}]",
-        *extra,
-    ]
-    trainer = build_trainer(overrides, data, device)
-    if mem_size:
-        fill_memory(trainer, mem_size)
-        if hasattr(trainer.memory, "n_seen"):  # reservoir as mid-way through Fashion-MNIST:
-            trainer.memory.n_seen = 30_000  # ~1 replacement per 4 batches, not one per sample
+    trainer, data = loop_trainer(model_name, batch, trans_name, replay, steps, device, extra)
     per_step = len(trainer.method.online_batch(torch.arange(batch)))
     n_train = len(data.train_y)
 
@@ -168,10 +127,9 @@ def augment_rows(batches: list[int], device: torch.device, clock, calls: int = 2
     for batch in batches:
         images = torch.randint(0, 256, (batch, *SHAPES["mlp400"]), dtype=torch.uint8, device=device)
         labels = torch.randint(0, 10, (batch,), device=device)
-        normalised = images.float()
         entries = {name: partial(transform, images) for name, transform in IMAGE_TRANSFORMS.items()}
         for name, mix in BATCH_MIXES.items():  # always mixing (probability 1), as a worst case
-            entries[name] = partial(mix, MixedBatch(normalised, labels), probability=1.0)
+            entries[name] = partial(mix, StepBatches(images, labels, [batch]), probability=1.0)
         for name, call in entries.items():
 
             def repeat(call=call) -> None:
@@ -247,11 +205,7 @@ def main(argv: list[str] | None = None) -> list[dict]:
             print()
             print(format_table(scoring, list(scoring[0])))
     if args.csv is not None and rows:
-        with open(args.csv, "w", newline="") as handle:
-            writer = csv.DictWriter(handle, fieldnames=COLUMNS + ["device"])
-            writer.writeheader()
-            for row in rows:
-                writer.writerow({**row, "device": describe_device(device)})
+        write_rows(args.csv, rows, COLUMNS, device)
     return rows
 
 

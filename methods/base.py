@@ -123,10 +123,11 @@ def without_prefix(
 
 def mixed_cross_entropy(logits: torch.Tensor, batch: MixedBatch) -> torch.Tensor:
     """lam * CE(y) + (1 - lam) * CE(y_mix): plain CE when the batch was not mixed."""
-    loss = F.cross_entropy(logits, batch.y)
     if batch.y_mix is None or batch.lam >= 1.0:
-        return loss
-    return batch.lam * loss + (1.0 - batch.lam) * F.cross_entropy(logits, batch.y_mix)
+        return F.cross_entropy(logits, batch.y)
+    log_probs = F.log_softmax(logits, 1)  # once for both terms
+    own, partner = F.nll_loss(log_probs, batch.y), F.nll_loss(log_probs, batch.y_mix)
+    return torch.lerp(partner, own, batch.lam)
 
 
 METHODS: Registry[Method] = Registry("mode")

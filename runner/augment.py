@@ -12,8 +12,9 @@ from runner.registry import ChoiceError
 
 # Per-sample image transforms: uint8 (B, C, H, W) -> uint8 (B, C, H, W), a fresh draw per image.
 IMAGE_TRANSFORMS: dict[str, Callable[[torch.Tensor], torch.Tensor]] = {}
-# Batch-level mixes that also mix the labels (cutmix); applied after normalisation.
-BATCH_MIXES: dict[str, Callable[..., MixedBatch]] = {}
+# Mixes that also mix the labels (cutmix): each step mixes within its own batch; they run on the
+# uint8 images of a chunk of steps at once (StepBatches), before normalisation.
+BATCH_MIXES: dict[str, Callable[..., StepBatches]] = {}
 
 
 def register_image_transform(name: str) -> Callable:
@@ -29,7 +30,7 @@ def register_image_transform(name: str) -> Callable:
 def register_batch_mix(name: str) -> Callable:
     """Make a label-mixing batch transform selectable as trans=[name]."""
 
-    def decorate(fn: Callable[..., MixedBatch]) -> Callable:
+    def decorate(fn: Callable[..., StepBatches]) -> Callable:
         BATCH_MIXES[name] = fn
         return fn
 
@@ -44,6 +45,39 @@ class MixedBatch:
     y: torch.Tensor
     y_mix: torch.Tensor | None = None
     lam: float = 1.0
+
+
+@dataclass
+class StepBatches:
+    """Consecutive steps' batches back to back, so that mixing and normalising them is one call.
+
+    sizes: images per step; y_mix: each image's partner label where a mix ran, else None;
+    lams: each step's lam (1.0 = that step is not mixed), None when no step is.
+    """
+
+    x: torch.Tensor
+    y: torch.Tensor
+    sizes: list[int]
+    y_mix: torch.Tensor | None = None
+    lams: list[float] | None = None
+
+    def split(self) -> list[MixedBatch]:
+        """Each step's own MixedBatch (views, no copies)."""
+        xs, ys = self.x.split(self.sizes), self.y.split(self.sizes)
+        if self.y_mix is None or self.lams is None:
+            return [MixedBatch(x, y) for x, y in zip(xs, ys, strict=True)]
+        partners = self.y_mix.split(self.sizes)
+        return [
+            MixedBatch(x, y, partner, lam) if lam < 1.0 else MixedBatch(x, y)
+            for x, y, partner, lam in zip(xs, ys, partners, self.lams, strict=True)
+        ]
+
+
+def to_device_async(tensor: torch.Tensor, device: torch.device) -> torch.Tensor:
+    """A small host tensor on the device without a host sync (a pageable CUDA copy waits)."""
+    if device.type == "cuda":
+        return tensor.pin_memory().to(device, non_blocking=True)
+    return tensor.to(device)
 
 
 # Above this many table entries (e.g. 64x64 images), crops are two gathers, rows then columns.
@@ -134,16 +168,20 @@ class Augmenter:
             images = transform(images)
         return images
 
-    def finish_batch(self, augmented: torch.Tensor, labels: torch.Tensor) -> MixedBatch:
-        """One step's batch from images augment_images has done: normalised and, if asked, mixed."""
-        batch = MixedBatch(self.normalize(augmented), labels)
+    def finish_steps(
+        self, augmented: torch.Tensor, labels: torch.Tensor, sizes: Sequence[int]
+    ) -> list[MixedBatch]:
+        """Consecutive steps' batches from augment_images' output: each step mixed within its
+        own batch (if asked), all normalised in one call."""
+        steps = StepBatches(augmented, labels, list(sizes))
         for mix in self.batch_mixes:
-            batch = mix(batch)
-        return batch
+            steps = mix(steps)
+        steps.x = self.normalize(steps.x)
+        return steps.split()
 
     def train_batch(self, images: torch.Tensor, labels: torch.Tensor) -> MixedBatch:
         """A ready-to-train batch: augmented, normalised and, where asked, mixed."""
-        return self.finish_batch(self.augment_images(images), labels)
+        return self.finish_steps(self.augment_images(images), labels, [len(labels)])[0]
 
 
 # The TRANS entries (cutmix, cutout, randaug, autoaug) register themselves on import.

@@ -21,6 +21,7 @@ if TYPE_CHECKING:
 STREAM_PHASE, MEMORY_PHASE = 0, 1  # a task's stream (online pass or epochs), then memory epochs
 RUNNING_STATE = ("loss_sum", "correct_sum", "seen_sum", "window_steps")  # the log window
 RUNNING_STATE += ("task_loss_sum", "task_steps")  # the task's train_loss column
+RUNNING_STATE += ("step_losses", "step_predictions")  # the window's steps not yet added up
 
 
 @dataclass
@@ -130,11 +131,19 @@ def load_trainer_state(trainer: Trainer, state: dict[str, Any]) -> None:
     trainer.method.load_state_dict(state["method"])
     trainer.memory.load_state_dict({k: np.asarray(v) for k, v in state["memory"].items()})
     for name, value in state["running"].items():
-        on_device = value.to(trainer.device) if isinstance(value, torch.Tensor) else value
-        setattr(trainer, name, on_device)
+        setattr(trainer, name, _on_device(value, trainer.device))
     trainer.record = RunRecord.from_state_dict(state["record"])
     trainer.writer.load_state_dict(state["results"])
     trainer.resume = ResumePoint.at(StreamPosition(**state["position"]))
     if trainer.checkpointer is not None:
         trainer.checkpointer.last_step = trainer.global_step
     set_rng_state(state["rng"])
+
+
+def _on_device(value: Any, device: torch.device) -> Any:
+    """value with its tensors (also inside lists and tuples) on the device."""
+    if isinstance(value, torch.Tensor):
+        return value.to(device)
+    if isinstance(value, list | tuple):
+        return type(value)(_on_device(item, device) for item in value)
+    return value

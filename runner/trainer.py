@@ -18,7 +18,7 @@ from datasets.splits import TaskSplit
 from memory import MEMORIES, SelectionContext
 from methods import METHODS
 from runner import image_ops
-from runner.augment import Augmenter
+from runner.augment import Augmenter, MixedBatch
 from runner.checkpoint import Checkpointer
 from runner.config_check import ConfigError
 from runner.evaluation import Evaluation, evaluate_test_set, record_task
@@ -35,6 +35,10 @@ from runner.run_state import (
 )
 
 log = logging.getLogger(__name__)
+# Steps whose loss and predictions may wait for the window's flush to be added up: bounds their
+# memory at a large log_every. The sums are taken at fixed steps (checkpoints keep the pending
+# steps), so a resumed run adds up the same numbers in the same order.
+MAX_PENDING_STEPS = 512
 
 
 class NonFiniteLossError(RuntimeError):
@@ -162,46 +166,44 @@ class Trainer:
         self.loss_sum, self.correct_sum, self.seen_sum = zero.clone(), zero.clone(), 0
         self.window_steps = 0
         self.task_loss_sum, self.task_steps = zero.clone(), 0
+        self.step_losses: list[torch.Tensor] = []  # steps not yet in loss_sum and correct_sum
+        self.step_predictions: list[tuple[torch.Tensor, torch.Tensor]] = []
 
     def _indices_for_data(self, indices: torch.Tensor) -> torch.Tensor:
         if self.pin_indices and indices.device.type == "cpu":  # a pageable copy would sync
             return indices.pin_memory().to(self.device, non_blocking=True)
         return indices
 
-    def augmented_images(self, indices: torch.Tensor) -> torch.Tensor:
-        """uint8 images of the indices, each with its own base crop/flip and TRANS draws."""
-        return self.augmenter.augment_images(self.fetch_images(self._indices_for_data(indices)))
+    def batches_ahead(self, planned: list[torch.Tensor]) -> list[MixedBatch]:
+        """The training batches of the planned steps' indices, from one call for all of them.
 
-    def augment_ahead(self, batches: list[torch.Tensor]) -> tuple[torch.Tensor, ...]:
-        """augmented_images of each batch, from one call for all of them.
-
-        Every image still draws its own augmentation; a call costs about as much for 8 small
-        batches as for one (the cost of a small batch is its count of tensor operations).
+        Every image still draws its own augmentation and every step mixes within its own batch;
+        a call costs about as much for 8 small batches as for one (the cost of a small batch is
+        its count of tensor operations, not its pixels).
         """
-        return self.augmented_images(torch.cat(batches)).split([len(b) for b in batches])
-
-    def _run_steps(self, planned: list[torch.Tensor]) -> None:
-        """A step on each of the planned batches, their augmentation in one call (augment_chunk)."""
-        if self.steps_ahead > 1:
-            for indices, augmented in zip(planned, self.augment_ahead(planned), strict=True):
-                self.step(indices, augmented)
-        else:  # augment_chunk=0: each step augments its own batch
-            for indices in planned:
-                self.step(indices)
-
-    def step(self, indices: torch.Tensor, augmented: torch.Tensor | None = None) -> None:
-        """One gradient step on the given training-set indices; no host sync (_flush_window).
-
-        augmented: the indices' images, already through augmented_images (augment_ahead).
-        """
-        indices = self._indices_for_data(indices)
-        if augmented is None:
-            augmented = self.augmented_images(indices)
+        indices = self._indices_for_data(planned[0] if len(planned) == 1 else torch.cat(planned))
+        images = self.augmenter.augment_images(self.fetch_images(indices))
         if indices.device != self.train_labels.device:
             indices = indices.to(self.train_labels.device)
         labels = self.train_labels.index_select(0, indices)
-        batch = self.augmenter.finish_batch(augmented, labels)
-        single = len(indices) == 1  # BatchNorm cannot normalise one sample: use running stats
+        return self.augmenter.finish_steps(images, labels, [len(b) for b in planned])
+
+    def _run_steps(self, planned: list[torch.Tensor]) -> None:
+        """A step on each of the planned batches, prepared together (augment_chunk)."""
+        if self.steps_ahead > 1:
+            for batch in self.batches_ahead(planned):
+                self.train_step(batch)
+        else:  # augment_chunk=0: each step prepares its own batch
+            for indices in planned:
+                self.train_step(self.batches_ahead([indices])[0])
+
+    def step(self, indices: torch.Tensor) -> None:
+        """One gradient step on the given training-set indices."""
+        self._run_steps([indices])
+
+    def train_step(self, batch: MixedBatch) -> None:
+        """One gradient step on a prepared batch; no host sync (_flush_window syncs)."""
+        single = len(batch.y) == 1  # BatchNorm cannot normalise one sample: use running stats
         if single or not self.model.training:  # train() walks every module: only when needed
             self.model.train(not single)
         with self.precision.autocast():
@@ -210,9 +212,12 @@ class Trainer:
         self.precision.backward_and_step(loss, self.optimizer)
         self.method.after_step()
         self.global_step += 1
-        self.loss_sum += loss.detach()  # task_loss_sum takes in each window's sum at its flush
+        # Added up once per log window (_add_up_steps): one kernel per step, not six.
+        self.step_losses.append(loss.detach())
+        self.step_predictions.append((logits.argmax(1), batch.y))
+        if len(self.step_losses) >= MAX_PENDING_STEPS:
+            self._add_up_steps()
         self.task_steps += 1
-        self.correct_sum += (logits.detach().argmax(1) == batch.y).sum()
         self.seen_sum += len(batch.y)
         self.window_steps += 1
         if self.progress is not None:
@@ -220,10 +225,21 @@ class Trainer:
         if self.window_steps >= self.log_every:
             self._flush_window()
 
+    def _add_up_steps(self) -> None:
+        """Take the steps' losses and correct predictions into the log window's running sums."""
+        if not self.step_losses:
+            return
+        self.loss_sum += torch.stack(self.step_losses).sum()
+        columns = zip(*self.step_predictions, strict=True)
+        predicted, labels = (torch.cat(column) for column in columns)
+        self.correct_sum += (predicted == labels).sum()
+        self.step_losses, self.step_predictions = [], []
+
     def _flush_window(self) -> None:
         """Sync once per window: check the loss, log it, update the progress bar."""
         if self.window_steps == 0:
             return
+        self._add_up_steps()
         mean_loss = (self.loss_sum / self.window_steps).item()
         if not math.isfinite(mean_loss):
             raise NonFiniteLossError(

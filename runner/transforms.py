@@ -13,10 +13,16 @@ from __future__ import annotations
 import math
 from functools import cache
 
+import numpy as np
 import torch
 from torch.nn import functional as nnf
 
-from runner.augment import MixedBatch, register_batch_mix, register_image_transform
+from runner.augment import (
+    StepBatches,
+    register_batch_mix,
+    register_image_transform,
+    to_device_async,
+)
 from runner.image_ops import OPERATIONS, OperationTable
 
 GREY = 128  # cutout fill: the reference's Cutout paints grey (125, 122, 113)
@@ -209,26 +215,41 @@ def cutmix_box(height: int, width: int, lam: float, centre_y: int, centre_x: int
 
 
 def cutmix(
-    batch: MixedBatch, probability: float = CUTMIX_PROBABILITY, alpha: float = CUTMIX_ALPHA
-) -> MixedBatch:
-    """Paste a box from a shuffled copy of the batch; lam = the exact share of own pixels."""
-    if batch.y_mix is not None:
-        return batch
-    gate, lam, centre_y, centre_x = torch.rand(4).tolist()  # one draw: a few us per batch
-    if gate >= probability:
-        return batch
-    if alpha != 1.0:  # Beta(1, 1) is the uniform draw above
-        lam = float(torch.distributions.Beta(alpha, alpha).sample())
-    size, _, height, width = batch.x.shape
-    top, bottom, left, right = cutmix_box(
-        height, width, lam, int(centre_y * height), int(centre_x * width)
-    )
-    permutation = torch.randperm(size, device=batch.x.device)
-    mixed = batch.x.clone()
-    box = (slice(None), slice(None), slice(top, bottom), slice(left, right))
-    mixed[box] = batch.x[box].index_select(0, permutation)
-    lam = 1.0 - (bottom - top) * (right - left) / (height * width)
-    return MixedBatch(mixed, batch.y, batch.y.index_select(0, permutation), lam)
+    steps: StepBatches, probability: float = CUTMIX_PROBABILITY, alpha: float = CUTMIX_ALPHA
+) -> StepBatches:
+    """Each step, with the given probability, pastes a box from a shuffled copy of its own batch;
+    its lam = the exact share of own pixels. One pass over all the steps of a chunk (uint8)."""
+    if steps.y_mix is not None:
+        return steps
+    _, _, height, width = steps.x.shape
+    n_steps = len(steps.sizes)
+    paste_by_step = np.zeros((n_steps, 1, height, width), dtype=np.uint8)  # 255 in the box
+    lams = []
+    for step, (gate, lam, centre_y, centre_x) in enumerate(torch.rand(n_steps, 4).tolist()):
+        if gate >= probability:
+            lams.append(1.0)
+            continue
+        if alpha != 1.0:  # Beta(1, 1) is the uniform draw above
+            lam = float(torch.distributions.Beta(alpha, alpha).sample())
+        top, bottom, left, right = cutmix_box(
+            height, width, lam, int(centre_y * height), int(centre_x * width)
+        )
+        paste_by_step[step, :, top:bottom, left:right] = 255
+        lams.append(1.0 - (bottom - top) * (right - left) / (height * width))
+    if min(lams) >= 1.0:
+        return steps
+    # Drawn and built on the host, whatever the device: a few small operations, two copies.
+    step_of_image = torch.arange(n_steps).repeat_interleave(torch.tensor(steps.sizes))
+    # a random order of each step's images, within the step: sort by step, then a random key
+    permutation = torch.rand(len(step_of_image), dtype=torch.float64).add_(step_of_image).argsort()
+    paste = torch.from_numpy(paste_by_step).index_select(0, step_of_image)
+    permutation = to_device_async(permutation, steps.x.device)
+    paste = to_device_async(paste, steps.x.device)
+    partners = steps.x.index_select(0, permutation)
+    # the partner's bits where paste is 255, the image's own elsewhere (bit operations on uint8:
+    # ~10x faster than where() on a CPU)
+    mixed = steps.x ^ ((steps.x ^ partners) & paste)
+    return StepBatches(mixed, steps.y, steps.sizes, steps.y.index_select(0, permutation), lams)
 
 
 @register_image_transform("cutout")

@@ -8,6 +8,7 @@ import math
 import pytest
 import torch
 
+from runner.augment import MixedBatch
 from runner.config_check import ConfigError, check_config
 from tests.conftest import compose_config
 from tests.test_speed_loop import digits_trainer
@@ -15,23 +16,37 @@ from tests.test_speed_loop import digits_trainer
 
 def recording_trainer(tmp_path, overrides: list[str]):
     """A digits trainer whose augmentation is the identity (so a step's images can be checked
-    against its indices) and which records every augmentation call and every step."""
+    against its indices) and which records every augmentation call and every step's indices
+    and batch."""
     trainer = digits_trainer(tmp_path, ["mode=er", "mem_size=40", *overrides])
-    calls, steps = [], []
+    calls, prepared, steps = [], [], []
 
     def identity(images: torch.Tensor) -> torch.Tensor:
         calls.append(len(images))
         return images.clone()
 
     trainer.augmenter.augment_images = identity
-    step = trainer.step
+    batches_ahead, train_step = trainer.batches_ahead, trainer.train_step
 
-    def recording_step(indices, augmented=None):
-        steps.append((indices.clone(), None if augmented is None else augmented.clone()))
-        step(indices, augmented)
+    def recording_batches_ahead(planned):
+        batches = batches_ahead(planned)
+        prepared.extend(zip([indices.clone() for indices in planned], batches, strict=True))
+        return batches
 
-    trainer.step = recording_step
+    def recording_train_step(batch):
+        indices, expected = prepared.pop(0)
+        assert batch is expected  # each step trains on the batch prepared for it, in order
+        steps.append((indices, MixedBatch(batch.x.clone(), batch.y.clone())))
+        train_step(batch)
+
+    trainer.batches_ahead, trainer.train_step = recording_batches_ahead, recording_train_step
     return trainer, calls, steps
+
+
+def is_batch_of(trainer, batch: MixedBatch, indices: torch.Tensor) -> bool:
+    """batch holds exactly the (unaugmented, normalised) images and labels of indices."""
+    images = trainer.augmenter.normalize(trainer.train_x[indices])
+    return torch.equal(batch.x, images) and torch.equal(batch.y, trainer.train_labels[indices])
 
 
 @pytest.mark.parametrize("online_iter", [1, 3])
@@ -45,11 +60,11 @@ def test_online_chunks_give_every_step_its_own_images_and_repeats(tmp_path, onli
     trainer.online_pass(stream)
     n_incoming = math.ceil(200 / 16)
     assert len(steps) == n_incoming * online_iter
-    for number, (indices, augmented) in enumerate(steps):
+    for number, (indices, batch) in enumerate(steps):
         incoming = stream[16 * (number // online_iter) :][:16]
         assert torch.equal(indices[: len(incoming)], incoming)
         assert len(indices) == 2 * len(incoming) and (indices[len(incoming) :] >= 300).all()
-        assert torch.equal(augmented, trainer.train_x[indices])  # the images of its own indices
+        assert is_batch_of(trainer, batch, indices)  # the images of its own indices
     per_chunk = max(1, 4 // online_iter)  # 64 images // batch 16 = 4 steps per chunk
     assert len(calls) == math.ceil(n_incoming / per_chunk)
     assert calls[0] == 32 * per_chunk * online_iter
@@ -79,16 +94,16 @@ def test_a_chunk_drawn_ahead_replays_exactly_what_step_by_step_draws(tmp_path, o
     assert sizes[1:] == [32] * 14  # replay from the second step on, at the latest
     assert calls_each == sizes  # one augmentation call per step
     assert calls_ahead == [sum(sizes[i : i + 4]) for i in range(0, 15, 4)]  # 4 steps per call
-    for (indices, _), (ahead, images) in zip(steps_each, steps_ahead, strict=True):
+    for (indices, _), (ahead, batch) in zip(steps_each, steps_ahead, strict=True):
         assert torch.equal(indices, ahead)
-        assert torch.equal(images, trainer.train_x[ahead])
+        assert is_batch_of(trainer, batch, ahead)
     assert torch.equal(memory_each, memory_ahead)
 
 
 def test_augment_chunk_0_augments_each_online_step_whole(tmp_path):
     trainer, calls, steps = recording_trainer(tmp_path, ["augment_chunk=0", "mode=finetune"])
     trainer.online_pass(torch.arange(160))
-    assert all(augmented is None for _, augmented in steps)
+    assert len(steps) == 10
     assert calls == [16] * 10
 
 
@@ -100,19 +115,19 @@ def test_epochs_augment_a_chunk_of_batches_per_call(tmp_path):
     seen = torch.cat([indices for indices, _ in steps])
     assert torch.equal(seen.sort().values, pool)  # each sample once, in 16s and a last 2
     assert [len(indices) for indices, _ in steps] == [16] * 8 + [2]
-    for indices, augmented in steps:
-        assert torch.equal(augmented, trainer.train_x[indices])
+    for indices, batch in steps:
+        assert is_batch_of(trainer, batch, indices)
 
 
 def test_a_chunk_draws_a_fresh_augmentation_for_every_image(tmp_path):
     trainer = digits_trainer(tmp_path, ["trans=[autoaug]"])
     torch.manual_seed(0)
     same = torch.zeros(16, dtype=torch.long)  # one image, 4 batches of 16 copies
-    batches = trainer.augment_ahead([same] * 4)
-    assert [b.shape for b in batches] == [(16, *trainer.train_x.shape[1:])] * 4
+    images = [batch.x for batch in trainer.batches_ahead([same] * 4)]
+    assert [x.shape for x in images] == [(16, *trainer.train_x.shape[1:])] * 4
     # more different images than one batch could hold (8x8 digits: ~half the draws coincide)
-    assert len(torch.unique(torch.cat(batches).flatten(1), dim=0)) > 16
-    assert all(not torch.equal(batches[0], other) for other in batches[1:])
+    assert len(torch.unique(torch.cat(images).flatten(1), dim=0)) > 16
+    assert all(not torch.equal(images[0], other) for other in images[1:])
 
 
 @pytest.mark.parametrize("mode", ["er", "rm", "bic", "ewc"])

@@ -8,7 +8,7 @@ import math
 import pytest
 import torch
 
-from bench import end_to_end, throughput
+from bench import end_to_end, op_count, throughput
 
 
 def test_throughput_bench_runs_every_kind_of_row(tmp_path, capsys):
@@ -47,6 +47,23 @@ def test_throughput_bench_runs_every_kind_of_row(tmp_path, capsys):
     assert "| autoaug | 4 |" in printed  # the TRANS-alone table
     with open(out) as handle:
         assert len(list(csv.DictReader(handle))) == 12
+
+
+def test_op_count_bench_counts_fewer_kernels_per_step_when_steps_are_prepared_ahead(capsys):
+    common = ["--device=cpu", "--batches=8", "--steps=16", "--replay=no,yes"]
+    common += ["--trans=none,cutmix+autoaug"]
+    each = op_count.main([*common, "--extra=augment_chunk=0"])
+    ahead = op_count.main([*common, "--extra=augment_chunk=128"])  # 16 steps per call
+    assert capsys.readouterr().out.startswith("cpu:")
+    assert len(each) == len(ahead) == 4
+    for one, many in zip(each, ahead, strict=True):
+        assert one["bare kernels"] == many["bare kernels"] > 10  # the model's own step
+        # a step adds at least its argmax to the bare step; preparing 16 steps in one call
+        # spreads the fetch, crop, normalisation and TRANS over them
+        assert one["bare kernels"] < many["loop kernels"] < one["loop kernels"] - 3
+        assert 0 < many["bound"] <= 1 and many["drawing ops"] > 0
+    with_replay = [row for row in ahead if row["replay"] == "yes"]
+    assert all(row["batch"] == 16 for row in with_replay)  # 8 incoming + 8 replayed
 
 
 @pytest.mark.slow

@@ -9,6 +9,7 @@ import torch
 
 from bench.common import build_trainer, fill_memory, synthetic_data
 from runner import image_ops, transforms
+from runner.augment import StepBatches
 
 pytestmark = pytest.mark.skipif(not torch.cuda.is_available(), reason="needs a CUDA device")
 CPU, CUDA = torch.device("cpu"), torch.device("cuda:0")  # as images.device names it
@@ -43,20 +44,39 @@ def test_a_replayed_graph_returns_a_fresh_tensor_each_call():
     assert torch.equal(outputs[1], outputs[2])
 
 
+def test_gpu_cutmix_equals_the_cpu_one_for_a_chunk_of_steps():
+    images = torch.randint(0, 256, (80, 3, 32, 32), dtype=torch.uint8)
+    labels = torch.arange(80) % 10
+    sizes = [16, 32, 8, 24]
+    for seed in range(4):
+        torch.manual_seed(seed)  # every draw is made on the CPU: the same on both devices
+        want = transforms.cutmix(StepBatches(images, labels, sizes), probability=1.0)
+        torch.manual_seed(seed)
+        got = transforms.cutmix(StepBatches(images.to(CUDA), labels.to(CUDA), sizes), 1.0)
+        assert torch.equal(got.x.cpu(), want.x) and torch.equal(got.y_mix.cpu(), want.y_mix)
+        assert got.lams == want.lams
+
+
+@pytest.mark.parametrize("chunked", [False, True], ids=["step_by_step", "chunk_of_16"])
 @pytest.mark.parametrize("trans", [[], ["cutmix", "autoaug"], ["randaug"]])
-def test_training_steps_never_wait_for_the_gpu(trans):
+def test_training_steps_never_wait_for_the_gpu(trans, chunked):
     data = synthetic_data(2000, (1, 28, 28))
     overrides = ["model=mlp400", "mode=er", "mem_size=200", "batchsize=16", "log_every=1000"]
     trainer = build_trainer([*overrides, f"trans=[{','.join(trans)}]"], data, CUDA)
     fill_memory(trainer, 200)
-    trainer.online_pass(torch.randperm(2000)[:64])  # warm-up: tables built, graphs captured
+    trainer.online_pass(torch.randperm(2000)[:512])  # warm-up: tables built, graphs captured
     trainer._flush_window()
     torch.cuda.set_sync_debug_mode("error")
-    try:
-        for start in range(0, 320, 16):  # online_pass's body, without its end-of-pass flush
-            incoming = torch.arange(start, start + 16)
-            trainer.step(trainer.method.online_batch(incoming))
-            trainer.method.observe_stream(incoming)
+    try:  # online_pass's body, without its end-of-pass flush
+        if chunked:  # 16 incoming batches drawn ahead and prepared in one call, twice
+            for start in range(0, 512, 256):
+                incoming = [torch.arange(s, s + 16) for s in range(start, start + 256, 16)]
+                trainer._online_chunk(incoming, 1)
+        else:
+            for start in range(0, 320, 16):
+                incoming = torch.arange(start, start + 16)
+                trainer.step(trainer.method.online_batch(incoming))
+                trainer.method.observe_stream(incoming)
     finally:
         torch.cuda.set_sync_debug_mode("default")
     trainer._flush_window()

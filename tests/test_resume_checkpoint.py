@@ -25,7 +25,10 @@ from runner.checkpoint import (
 from tests.conftest import run_in_process
 
 WALL_CLOCK = {"tasks.csv": ["wall_seconds"], "summary.csv": ["seconds"], "acc_matrix.csv": []}
+# augment_chunk=256: chunks of 16 steps, so that checkpoints fall inside a stream and inside a
+# later memory epoch of the same task (a digits task streams ~18 steps)
 ONLINE_ER = ["mode=er", "stream=online", "n_epoch=2", "mem_size=60", "progress=false"]
+ONLINE_ER += ["augment_chunk=256"]
 OFFLINE_ER = [
     "mode=er",
     "stream=offline",

@@ -43,13 +43,13 @@ def test_cli_rm_run_with_paper_augmentation_writes_every_output(tmp_path):
 
 def test_online_steps_pair_each_stream_batch_with_as_many_memory_samples(tmp_path, monkeypatch):
     sizes: list[int] = []
-    original = Trainer.step
+    original = Trainer.train_step
 
-    def recording_step(self, indices, augmented=None):
-        sizes.append((self.task_id, len(indices)))
-        return original(self, indices, augmented)
+    def recording_step(self, batch):
+        sizes.append((self.task_id, len(batch.y)))
+        return original(self, batch)
 
-    monkeypatch.setattr(Trainer, "step", recording_step)
+    monkeypatch.setattr(Trainer, "train_step", recording_step)
     run_in_process(tmp_path, ["mode=rm", *TINY, "stream.memory_epochs=0"])
     first = [n for task, n in sizes if task == 0]
     later = [n for task, n in sizes if task == 1]
@@ -75,13 +75,13 @@ def test_warmup_epochs_run_at_a_tenth_of_lr_and_delay_the_schedule(
     tmp_path, monkeypatch, warmup, stream_lr, memory_lr
 ):
     rates: list[tuple[int, int, float]] = []
-    original = Trainer.step
+    original = Trainer.train_step
 
-    def recording_step(self, indices, augmented=None):
+    def recording_step(self, batch):
         rates.append((self.task_id, self.task_epoch, self.optimizer.param_groups[0]["lr"]))
-        return original(self, indices, augmented)
+        return original(self, batch)
 
-    monkeypatch.setattr(Trainer, "step", recording_step)
+    monkeypatch.setattr(Trainer, "train_step", recording_step)
     overrides = ["mode=rm", *TINY, "lr=0.05", "scheduler=anneal", f"warmup_epochs={warmup}"]
     run_in_process(tmp_path, overrides)
     for task in range(5):

@@ -7,6 +7,7 @@ import torch
 
 from datasets.splits import make_split
 from runner import augment, models
+from runner import trainer as trainer_module
 from runner.augment import Augmenter, random_crop_flip
 from runner.config_check import ConfigError
 from runner.results import ResultWriter
@@ -148,6 +149,26 @@ def test_task_loss_and_window_sums_add_up_over_flushes(tmp_path):
     assert trainer.task_loss_sum.item() == pytest.approx(sum(losses), rel=1e-5)
 
 
+def test_pending_steps_are_added_up_at_the_cap_without_losing_any(tmp_path, monkeypatch):
+    monkeypatch.setattr(trainer_module, "MAX_PENDING_STEPS", 5)
+    trainer = digits_trainer(tmp_path, ["log_every=1000", "mem_size=0"])
+    losses = []
+    loss_of = trainer.method.loss
+
+    def recording_loss(batch):
+        loss, logits = loss_of(batch)
+        losses.append(loss.item())
+        return loss, logits
+
+    trainer.method.loss = recording_loss
+    trainer.run_epoch(torch.arange(12 * 16))  # 12 steps: added up after steps 5 and 10
+    assert len(trainer.step_losses) == 2 and trainer.window_steps == 12
+    assert trainer.loss_sum.item() == pytest.approx(sum(losses[:10]), rel=1e-5)
+    trainer._flush_window()
+    assert trainer.task_loss_sum.item() == pytest.approx(sum(losses), rel=1e-5)
+    assert 0 <= trainer.correct_sum.item() <= 12 * 16
+
+
 def test_a_step_runs_under_bf16_autocast_on_cpu(tmp_path):
     """The AMP branch the GPU takes, exercised where it can run here (CPU bf16 autocast)."""
     trainer = digits_trainer(tmp_path, ["amp=bf16", "mem_size=0"])
@@ -157,4 +178,5 @@ def test_a_step_runs_under_bf16_autocast_on_cpu(tmp_path):
     after = list(trainer.model.parameters())
     assert all(p.dtype == torch.float32 for p in after)  # master weights stay float32
     assert any(not torch.equal(b, a) for b, a in zip(before, after, strict=True))
-    assert torch.isfinite(trainer.loss_sum)
+    trainer._add_up_steps()
+    assert torch.isfinite(trainer.loss_sum) and trainer.loss_sum > 0

@@ -4,10 +4,12 @@ import math
 
 import pytest
 import torch
+from torch.nn import functional as nnf
 from torchvision.transforms.v2 import functional as F
 
+from methods.base import mixed_cross_entropy
 from runner import image_ops, transforms
-from runner.augment import BATCH_MIXES, IMAGE_TRANSFORMS, Augmenter, MixedBatch
+from runner.augment import BATCH_MIXES, IMAGE_TRANSFORMS, Augmenter, MixedBatch, StepBatches
 from runner.registry import ChoiceError
 
 SHAPES = [(1, 8), (1, 28), (3, 32)]  # digits, MNIST-like, CIFAR-like
@@ -105,37 +107,60 @@ def test_cutmix_box_area_approximates_one_minus_lambda(lam):
 
 
 def test_cutmix_lambda_is_the_exact_pixel_ratio_and_labels_follow_the_pixels():
+    """A chunk of steps of different sizes: every step mixes within its own batch, each with
+    its own gate, box and lam."""
     torch.manual_seed(5)
-    size = 8
+    sizes = [8, 5, 16, 1, 3]
+    starts = [sum(sizes[:i]) for i in range(len(sizes))]
+    n = sum(sizes)
     # Image i is filled with the value i, so each pixel tells where it came from.
-    x = torch.arange(size, dtype=torch.float32).view(size, 1, 1, 1).expand(size, 1, 12, 12)
-    y = torch.arange(size) + 100
-    mixed_batches = 0
-    for _ in range(40):
-        batch = transforms.cutmix(MixedBatch(x.clone(), y))
-        if batch.y_mix is None:
-            assert torch.equal(batch.x, x)
-            continue
-        mixed_batches += 1
-        for i in range(size):
-            own = (batch.x[i] == i).float().mean().item()
-            partner = int(batch.y_mix[i]) - 100
-            if partner != i:
-                assert own == pytest.approx(batch.lam)
-                assert (batch.x[i] == partner).float().mean().item() == pytest.approx(1 - batch.lam)
-        assert torch.equal(batch.y, y)
-    assert 10 < mixed_batches < 30  # probability 0.5 per batch
+    x = torch.arange(n, dtype=torch.uint8).view(n, 1, 1, 1).expand(n, 1, 12, 12).contiguous()
+    y = torch.arange(n) + 100
+    mixed_steps, lams = 0, set()
+    for _ in range(20):
+        batches = transforms.cutmix(StepBatches(x, y, sizes)).split()
+        assert [len(b.y) for b in batches] == sizes
+        for start, size, batch in zip(starts, sizes, batches, strict=True):
+            own_images = torch.arange(start, start + size)
+            assert torch.equal(batch.y, own_images + 100)
+            if batch.y_mix is None:
+                assert torch.equal(batch.x, x[start : start + size]) and batch.lam == 1.0
+                continue
+            mixed_steps += 1
+            lams.add(batch.lam)
+            assert 0.0 <= batch.lam < 1.0
+            partners = batch.y_mix - 100
+            assert sorted(partners.tolist()) == own_images.tolist()  # a shuffle of its own batch
+            for i, partner in enumerate(partners.tolist()):
+                own = (batch.x[i] == start + i).float().mean().item()
+                if partner != start + i:
+                    assert own == pytest.approx(batch.lam)
+                    share = (batch.x[i] == partner).float().mean().item()
+                    assert share == pytest.approx(1 - batch.lam)
+    assert 25 < mixed_steps < 75  # probability 0.5 per step, 100 steps
+    assert len(lams) > 10  # each step draws its own box
 
 
 def test_cutmix_is_registered_as_a_batch_mix_and_does_not_mix_twice():
     assert BATCH_MIXES["cutmix"] is transforms.cutmix
-    already = MixedBatch(
-        torch.zeros(4, 1, 8, 8),
+    already = StepBatches(
+        torch.zeros(4, 1, 8, 8, dtype=torch.uint8),
         torch.zeros(4, dtype=torch.long),
+        [4],
         torch.ones(4, dtype=torch.long),
-        0.3,
+        [0.3],
     )
     assert transforms.cutmix(already, probability=1.0) is already
+
+
+def test_mixed_cross_entropy_weights_the_two_labels_by_lam():
+    torch.manual_seed(6)
+    logits, y, y_mix = torch.randn(6, 4), torch.randint(0, 4, (6,)), torch.randint(0, 4, (6,))
+    loss = mixed_cross_entropy(logits, MixedBatch(logits, y, y_mix, 0.3))
+    expected = 0.3 * nnf.cross_entropy(logits, y) + 0.7 * nnf.cross_entropy(logits, y_mix)
+    assert loss.item() == pytest.approx(expected.item(), rel=1e-6)
+    plain = mixed_cross_entropy(logits, MixedBatch(logits, y, y_mix, 1.0))
+    assert plain.item() == pytest.approx(nnf.cross_entropy(logits, y).item(), rel=1e-6)
 
 
 def test_unknown_trans_entry_names_the_valid_ones():
