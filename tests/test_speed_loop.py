@@ -130,8 +130,9 @@ def test_fetch_images_fast_path_matches_indexing(tmp_path):
     assert torch.equal(trainer.fetch_images(mask), trainer.train_x[[3, 9]])
 
 
-def test_task_loss_and_window_sums_add_up_over_flushes(tmp_path):
-    trainer = digits_trainer(tmp_path, ["log_every=3", "mem_size=0"])
+def loss_recording_trainer(tmp_path, overrides: list[str]) -> tuple[Trainer, list[float]]:
+    """A digits trainer and the list its every step's loss is appended to."""
+    trainer = digits_trainer(tmp_path, overrides)
     losses = []
     loss_of = trainer.method.loss
 
@@ -141,6 +142,11 @@ def test_task_loss_and_window_sums_add_up_over_flushes(tmp_path):
         return loss, logits
 
     trainer.method.loss = recording_loss
+    return trainer, losses
+
+
+def test_task_loss_and_window_sums_add_up_over_flushes(tmp_path):
+    trainer, losses = loss_recording_trainer(tmp_path, ["log_every=3", "mem_size=0"])
     for start in range(0, 7 * 16, 16):
         trainer.step(torch.arange(start, start + 16))
     assert trainer.window_steps == 1 and trainer.seen_sum == 16
@@ -151,16 +157,7 @@ def test_task_loss_and_window_sums_add_up_over_flushes(tmp_path):
 
 def test_pending_steps_are_added_up_at_the_cap_without_losing_any(tmp_path, monkeypatch):
     monkeypatch.setattr(trainer_module, "MAX_PENDING_STEPS", 5)
-    trainer = digits_trainer(tmp_path, ["log_every=1000", "mem_size=0"])
-    losses = []
-    loss_of = trainer.method.loss
-
-    def recording_loss(batch):
-        loss, logits = loss_of(batch)
-        losses.append(loss.item())
-        return loss, logits
-
-    trainer.method.loss = recording_loss
+    trainer, losses = loss_recording_trainer(tmp_path, ["log_every=1000", "mem_size=0"])
     trainer.run_epoch(torch.arange(12 * 16))  # 12 steps: added up after steps 5 and 10
     assert len(trainer.step_losses) == 2 and trainer.window_steps == 12
     assert trainer.loss_sum.item() == pytest.approx(sum(losses[:10]), rel=1e-5)
