@@ -18,15 +18,10 @@ class EWC(RegularizedReplay):
 
     def __init__(self, trainer) -> None:
         super().__init__(trainer)
-        self.task_indices = torch.empty(0, dtype=torch.long)
         self.penalty_scale = float(self.options.reg_coef) / 2.0
 
-    def end_stream(self, task_id: int, task_indices: torch.Tensor, streamed: bool) -> None:
-        super().end_stream(task_id, task_indices, streamed)
-        self.task_indices = task_indices
-
     def after_task(self, task_id: int) -> None:
-        task_fisher = self.task_fisher()
+        task_fisher = self.task_fisher(self.trainer.split.train_tasks[task_id])
         gamma = float(self.options.gamma)
         importance = {
             name: gamma * self.importance[name] + value if name in self.importance else value
@@ -34,16 +29,9 @@ class EWC(RegularizedReplay):
         }
         self.consolidate(importance)
 
-    def state_dict(self) -> dict[str, torch.Tensor]:
-        return {**super().state_dict(), "task_indices": self.task_indices}
-
-    def load_state_dict(self, state: dict[str, torch.Tensor]) -> None:
-        super().load_state_dict(state)
-        self.task_indices = state["task_indices"].cpu()
-
-    def task_fisher(self) -> dict[str, torch.Tensor]:
+    def task_fisher(self, task_indices: torch.Tensor) -> dict[str, torch.Tensor]:
         """The Fisher of the task just trained, on a random subset of task ∪ memory samples."""
-        pool = torch.cat([self.task_indices, self.memory.indices])
+        pool = torch.cat([task_indices, self.memory.indices])
         n_samples = int(self.options.fisher_samples)
         if 0 < n_samples < len(pool):
             pool = pool[torch.randperm(len(pool))[:n_samples]]

@@ -39,7 +39,6 @@ class ICaRL(ExperienceReplay):
         super().__init__(trainer)
         self.old_model: torch.nn.Module | None = None
         self.means: torch.Tensor | None = None
-        self.task_indices = torch.empty(0, dtype=torch.long)
 
     @property
     def n_old(self) -> int:
@@ -61,15 +60,12 @@ class ICaRL(ExperienceReplay):
         loss = F.binary_cross_entropy_with_logits(logits, targets, reduction="sum")
         return loss / len(batch.y), logits
 
-    def end_stream(self, task_id: int, task_indices: torch.Tensor, streamed: bool) -> None:
-        super().end_stream(task_id, task_indices, streamed)
-        self.task_indices = task_indices
-
     def after_task(self, task_id: int) -> None:
         indices, labels = self.memory.indices, self.memory.labels
         if self.options.nme_task_data:
-            indices = torch.cat([indices, self.task_indices])
-            labels = torch.cat([labels, self.trainer.train_labels_cpu[self.task_indices]])
+            task_indices = self.trainer.split.train_tasks[task_id]
+            indices = torch.cat([indices, task_indices])
+            labels = torch.cat([labels, self.trainer.train_labels_cpu[task_indices]])
         context = self.trainer.selection_context()
         if len(indices):
             features = extract_features(indices, context)
@@ -83,7 +79,7 @@ class ICaRL(ExperienceReplay):
         return nearest_mean_scores(self.model.features(x), self.means)
 
     def state_dict(self) -> dict[str, torch.Tensor]:
-        state = {"task_indices": self.task_indices}
+        state = {}
         if self.means is not None:
             state["means"] = self.means
         if self.old_model is not None:
@@ -93,6 +89,5 @@ class ICaRL(ExperienceReplay):
     def load_state_dict(self, state: dict[str, torch.Tensor]) -> None:
         device = self.trainer.device
         self.means = state["means"].to(device) if "means" in state else None
-        self.task_indices = state["task_indices"].cpu()
         teacher = without_prefix(state, "old_model.")
         self.old_model = teacher_from_state(self.model, teacher) if teacher else None
