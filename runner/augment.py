@@ -64,20 +64,13 @@ class StepBatches:
     def split(self) -> list[MixedBatch]:
         """Each step's own MixedBatch (views, no copies)."""
         xs, ys = self.x.split(self.sizes), self.y.split(self.sizes)
-        if self.y_mix is None or self.lams is None:
+        if self.lams is None:  # no step mixed
             return [MixedBatch(x, y) for x, y in zip(xs, ys, strict=True)]
         partners = self.y_mix.split(self.sizes)
         return [
             MixedBatch(x, y, partner, lam) if lam < 1.0 else MixedBatch(x, y)
             for x, y, partner, lam in zip(xs, ys, partners, self.lams, strict=True)
         ]
-
-
-def to_device_async(tensor: torch.Tensor, device: torch.device) -> torch.Tensor:
-    """A small host tensor on the device without a host sync (a pageable CUDA copy waits)."""
-    if device.type == "cuda":
-        return tensor.pin_memory().to(device, non_blocking=True)
-    return tensor.to(device)
 
 
 # Above this many table entries (e.g. 64x64 images), crops are two gathers, rows then columns.

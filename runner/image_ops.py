@@ -23,6 +23,7 @@ from torch.nn import functional as nnf
 from torchvision.transforms.v2 import InterpolationMode
 from torchvision.transforms.v2 import functional as F
 
+from runner.devices import to_device_async
 from runner.image_lookups import (
     autocontrast_lookup,
     blend_weights,
@@ -171,7 +172,7 @@ class OperationTable:
         if whole_batch is None:
             whole_batch = on_gpu
         if on_gpu and whole_batch:
-            pair = pair.pin_memory().to(images.device, non_blocking=True)  # pageable would wait
+            pair = to_device_async(pair, images.device)
             if CUDA_GRAPHS.enabled:
                 return self._replay_graph(images, pair)
             return self._apply_whole_batch(images, pair, self.kinds_in_table)

@@ -21,6 +21,7 @@ from runner import image_ops
 from runner.augment import Augmenter, MixedBatch
 from runner.checkpoint import Checkpointer
 from runner.config_check import ConfigError
+from runner.devices import to_device_async
 from runner.evaluation import Evaluation, evaluate_test_set, record_task
 from runner.models import MixedPrecision, keep_freed_memory, optimize_model, switch_setting
 from runner.results import ResultWriter
@@ -170,9 +171,7 @@ class Trainer:
         self.step_predictions: list[tuple[torch.Tensor, torch.Tensor]] = []
 
     def _indices_for_data(self, indices: torch.Tensor) -> torch.Tensor:
-        if self.pin_indices and indices.device.type == "cpu":  # a pageable copy would sync
-            return indices.pin_memory().to(self.device, non_blocking=True)
-        return indices
+        return to_device_async(indices, self.device) if self.pin_indices else indices
 
     def batches_ahead(self, planned: list[torch.Tensor]) -> list[MixedBatch]:
         """The training batches of the planned steps' indices, from one call for all of them.

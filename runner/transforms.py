@@ -17,12 +17,8 @@ import numpy as np
 import torch
 from torch.nn import functional as nnf
 
-from runner.augment import (
-    StepBatches,
-    register_batch_mix,
-    register_image_transform,
-    to_device_async,
-)
+from runner.augment import StepBatches, register_batch_mix, register_image_transform
+from runner.devices import to_device_async
 from runner.image_ops import OPERATIONS, OperationTable
 
 GREY = 128  # cutout fill: the reference's Cutout paints grey (125, 122, 113)
