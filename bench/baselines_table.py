@@ -46,7 +46,7 @@ def available(mode: str) -> bool:
     if not (REPO / "conf" / "mode" / f"{mode}.yaml").exists():
         return False
     sys.path.insert(0, str(REPO))
-    from methods import METHODS
+    from rainbow_runner.methods import METHODS
 
     return mode in METHODS.names()
 

@@ -6,29 +6,26 @@ import copy
 import csv
 import os
 import platform
-import sys
 import tempfile
 import time
 from collections.abc import Callable
 from pathlib import Path
 
 REPO = Path(__file__).resolve().parent.parent
-if str(REPO) not in sys.path:
-    sys.path.insert(0, str(REPO))
-import runner  # noqa: E402,F401  (before torch: sets OMP_WAIT_POLICY; registers resolvers)
+os.environ.setdefault("OMP_WAIT_POLICY", "PASSIVE")  # before torch, as the command line does
 
 # isort: split
 import torch  # noqa: E402
 from hydra.utils import instantiate  # noqa: E402
 from torch.nn import functional as F  # noqa: E402
 
-from datasets.base import ImageData  # noqa: E402
-from datasets.splits import make_split  # noqa: E402
-from runner.config import compose_config  # noqa: E402
-from runner.config_check import resolve_device  # noqa: E402
-from runner.models import MixedPrecision  # noqa: E402
-from runner.results import ResultWriter  # noqa: E402
-from runner.trainer import Trainer  # noqa: E402
+from rainbow_runner.datasets.base import ImageData  # noqa: E402
+from rainbow_runner.datasets.splits import make_split  # noqa: E402
+from rainbow_runner.runner.config import compose_config  # noqa: E402
+from rainbow_runner.runner.config_check import resolve_device  # noqa: E402
+from rainbow_runner.runner.models import MixedPrecision  # noqa: E402
+from rainbow_runner.runner.reporting.results import ResultWriter  # noqa: E402
+from rainbow_runner.runner.trainer import Trainer  # noqa: E402
 
 SHAPES = {"mlp400": (1, 28, 28), "resnet18": (3, 32, 32), "resnet32": (3, 32, 32)}
 TRANS_SETS = {"none": [], "cutmix+autoaug": ["cutmix", "autoaug"]}

@@ -31,7 +31,8 @@ from bench.common import (  # noqa: E402  (first: it sets the OpenMP policy befo
 # isort: split
 import torch  # noqa: E402
 
-from runner import image_ops, transforms  # noqa: E402
+from rainbow_runner.datasets.augment import ops as image_ops
+from rainbow_runner.datasets.augment import policies as transforms  # noqa: E402
 
 TRANS_SETS = {"none": [], "cutmix+autoaug": ["cutmix", "autoaug"], "randaug": ["randaug"]}
 

@@ -37,8 +37,8 @@ from bench.common import (  # noqa: E402  (first: it sets the OpenMP policy befo
 # isort: split
 import torch  # noqa: E402
 
-from memory import rainbow, uncertainty  # noqa: E402
-from runner.augment import BATCH_MIXES, IMAGE_TRANSFORMS, StepBatches  # noqa: E402
+from rainbow_runner.datasets.augment.pipeline import BATCH_MIXES, IMAGE_TRANSFORMS, StepBatches  # noqa: E402
+from rainbow_runner.memory import rainbow, uncertainty  # noqa: E402
 
 COLUMNS = ["model", "input", "batch", "trans", "replay", "bare img/s", "loop img/s", "ratio"]
 

@@ -1,9 +1,9 @@
 """Data sets as uint8 image tensors (or lazy folders) plus class-incremental task splits."""
 
-from datasets.base import DatasetError, ImageData, ImageSource
-from datasets.registry import DATASET_NAMES, load_dataset
-from datasets.rm_json import read_rm_split
-from datasets.splits import TaskSplit, make_split
+from rainbow_runner.datasets.base import DatasetError, ImageData, ImageSource
+from rainbow_runner.datasets.registry import DATASET_NAMES, load_dataset
+from rainbow_runner.datasets.rm_json import read_rm_split
+from rainbow_runner.datasets.splits import TaskSplit, make_split
 
 __all__ = [
     "DATASET_NAMES",

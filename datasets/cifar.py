@@ -9,8 +9,8 @@ from typing import Any
 import numpy as np
 import torch
 
-from datasets.base import DatasetError, ImageData, torchvision_download
-from datasets.folder import channel_stats, load_image_folder, resize_images
+from rainbow_runner.datasets.base import DatasetError, ImageData, torchvision_download
+from rainbow_runner.datasets.folder import channel_stats, load_image_folder, resize_images
 
 try:  # numpy >= 2
     from numpy._core.multiarray import _reconstruct

@@ -7,8 +7,8 @@ import torch
 from sklearn.datasets import load_digits as sklearn_digits
 from sklearn.model_selection import train_test_split
 
-from datasets.base import ImageData
-from datasets.folder import channel_stats, resize_images
+from rainbow_runner.datasets.base import ImageData
+from rainbow_runner.datasets.folder import channel_stats, resize_images
 
 TEST_FRACTION = 0.2
 SPLIT_SEED = 0

@@ -9,8 +9,8 @@ from pathlib import Path
 import numpy as np
 import torch
 
-from datasets.base import DatasetError, ImageData, torchvision_download
-from datasets.folder import channel_stats, resize_images
+from rainbow_runner.datasets.base import DatasetError, ImageData, torchvision_download
+from rainbow_runner.datasets.folder import channel_stats, resize_images
 
 IDX_FILES = {
     "train_x": "train-images-idx3-ubyte",

@@ -5,11 +5,11 @@ from __future__ import annotations
 from collections.abc import Callable
 from functools import partial
 
-from datasets.base import DatasetError, ImageData
-from datasets.cifar import load_cifar
-from datasets.digits import load_digits
-from datasets.folder import load_folder_dataset, load_imagenet
-from datasets.idx import load_idx_dataset
+from rainbow_runner.datasets.base import DatasetError, ImageData
+from rainbow_runner.datasets.cifar import load_cifar
+from rainbow_runner.datasets.digits import load_digits
+from rainbow_runner.datasets.folder import load_folder_dataset, load_imagenet
+from rainbow_runner.datasets.idx import load_idx_dataset
 
 Loader = Callable[[str, bool, "int | None"], ImageData]
 

@@ -8,8 +8,8 @@ from pathlib import Path
 
 import torch
 
-from datasets.base import DatasetError
-from datasets.splits import TaskSplit
+from rainbow_runner.datasets.base import DatasetError
+from rainbow_runner.datasets.splits import TaskSplit
 
 RECORD_KEYS = ("file_name", "klass", "label")
 

@@ -1,12 +1,12 @@
 """Episodic memory managers, registered by the names users type as mem_manage=..."""
 
-from memory import (  # noqa: F401  (registration)
+from rainbow_runner.memory import (  # noqa: F401  (registration)
     greedy_balanced,
     prototype,
     random_memory,
     reservoir,
     uncertainty,
 )
-from memory.base import MEMORIES, Memory, SelectionContext, balanced_quota
+from rainbow_runner.memory.base import MEMORIES, Memory, SelectionContext, balanced_quota
 
 __all__ = ["MEMORIES", "Memory", "SelectionContext", "balanced_quota"]

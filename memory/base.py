@@ -10,7 +10,7 @@ from pathlib import Path
 import numpy as np
 import torch
 
-from runner.registry import Registry
+from rainbow_runner.datasets.choices import Registry
 
 
 @dataclass

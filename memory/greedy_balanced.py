@@ -5,7 +5,7 @@ from __future__ import annotations
 import numpy as np
 import torch
 
-from memory.base import MEMORIES, Memory
+from rainbow_runner.memory.base import MEMORIES, Memory
 
 
 @MEMORIES.register("gdumb")

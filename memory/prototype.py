@@ -5,7 +5,7 @@ from __future__ import annotations
 import torch
 from torch.nn import functional as F
 
-from memory.base import MEMORIES, Memory, SelectionContext
+from rainbow_runner.memory.base import MEMORIES, Memory, SelectionContext
 
 # Herding works on (classes, samples, features) blocks; this bounds one block's element count.
 _BLOCK_ELEMENTS = 1 << 26

@@ -10,10 +10,10 @@ from functools import partial
 import numpy as np
 import torch
 
-from memory.base import MEMORIES, Memory, SelectionContext
-from memory.rainbow import rainbow_select, uncertainty_from_predictions
-from runner import transforms
-from runner.registry import ChoiceError
+from rainbow_runner.datasets.augment import policies as transforms
+from rainbow_runner.datasets.choices import ChoiceError
+from rainbow_runner.memory.base import MEMORIES, Memory, SelectionContext
+from rainbow_runner.memory.rainbow import rainbow_select, uncertainty_from_predictions
 
 log = logging.getLogger(__name__)
 

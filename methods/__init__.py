@@ -1,6 +1,6 @@
 """CL methods, registered by the names users type as mode=..."""
 
-from methods import (  # noqa: F401  (registration)
+from rainbow_runner.methods import (  # noqa: F401  (registration)
     bic,
     er,
     ewc,
@@ -11,6 +11,6 @@ from methods import (  # noqa: F401  (registration)
     rm,
     rwalk,
 )
-from methods.base import METHODS, Method, mixed_cross_entropy
+from rainbow_runner.methods.base import METHODS, Method, mixed_cross_entropy
 
 __all__ = ["METHODS", "Method", "mixed_cross_entropy"]

@@ -7,12 +7,12 @@ from typing import TYPE_CHECKING
 import torch
 from torch.nn import functional as F
 
-from datasets.splits import TaskSplit
-from runner.augment import MixedBatch
-from runner.registry import Registry
+from rainbow_runner.datasets.augment.pipeline import MixedBatch
+from rainbow_runner.datasets.choices import Registry
+from rainbow_runner.datasets.splits import TaskSplit
 
 if TYPE_CHECKING:
-    from runner.trainer import Trainer
+    from rainbow_runner.runner.trainer import Trainer
 
 
 class Method:

@@ -7,15 +7,15 @@ import logging
 import torch
 from torch.nn import functional as F
 
-from methods.base import METHODS, mixed_cross_entropy, with_prefix, without_prefix
-from methods.distillation import (
+from rainbow_runner.datasets.augment.pipeline import MixedBatch
+from rainbow_runner.methods.base import METHODS, mixed_cross_entropy, with_prefix, without_prefix
+from rainbow_runner.methods.distillation import (
     frozen_copy,
     old_class_count,
     soft_cross_entropy,
     teacher_from_state,
 )
-from methods.er import ExperienceReplay
-from runner.augment import MixedBatch
+from rainbow_runner.methods.er import ExperienceReplay
 
 log = logging.getLogger(__name__)
 

@@ -2,7 +2,7 @@
 
 import torch
 
-from methods.base import METHODS, Method
+from rainbow_runner.methods.base import METHODS, Method
 
 
 @METHODS.register("er")

@@ -4,8 +4,8 @@ from __future__ import annotations
 
 import torch
 
-from methods.base import METHODS
-from methods.regularization import RegularizedReplay, diagonal_fisher
+from rainbow_runner.methods.base import METHODS
+from rainbow_runner.methods.regularization import RegularizedReplay, diagonal_fisher
 
 
 @METHODS.register("ewc")

@@ -1,6 +1,6 @@
 """mode=finetune: plain training on the stream with no replay (the lower bound)."""
 
-from methods.base import METHODS, Method
+from rainbow_runner.methods.base import METHODS, Method
 
 
 @METHODS.register("finetune")

@@ -6,7 +6,7 @@ from __future__ import annotations
 import torch
 from torch import nn
 
-from methods.base import METHODS, Method
+from rainbow_runner.methods.base import METHODS, Method
 
 
 def reinitialize(model: nn.Module) -> None:

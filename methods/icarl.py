@@ -5,11 +5,11 @@ from __future__ import annotations
 import torch
 from torch.nn import functional as F
 
-from memory.prototype import extract_features
-from methods.base import METHODS, with_prefix, without_prefix
-from methods.distillation import frozen_copy, old_class_count, teacher_from_state
-from methods.er import ExperienceReplay
-from runner.augment import MixedBatch
+from rainbow_runner.datasets.augment.pipeline import MixedBatch
+from rainbow_runner.memory.prototype import extract_features
+from rainbow_runner.methods.base import METHODS, with_prefix, without_prefix
+from rainbow_runner.methods.distillation import frozen_copy, old_class_count, teacher_from_state
+from rainbow_runner.methods.er import ExperienceReplay
 
 
 def class_means(features: torch.Tensor, labels: torch.Tensor, n_classes: int) -> torch.Tensor:

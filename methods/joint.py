@@ -1,7 +1,7 @@
 """mode=joint: every task's data at once, offline (the upper bound for I_last)."""
 
-from datasets.splits import TaskSplit
-from methods.base import METHODS, Method
+from rainbow_runner.datasets.splits import TaskSplit
+from rainbow_runner.methods.base import METHODS, Method
 
 
 @METHODS.register("joint")

@@ -8,9 +8,9 @@ import torch
 from torch import nn
 from torch.nn import functional as F
 
-from methods.base import with_prefix, without_prefix
-from methods.er import ExperienceReplay
-from runner.augment import MixedBatch
+from rainbow_runner.datasets.augment.pipeline import MixedBatch
+from rainbow_runner.methods.base import with_prefix, without_prefix
+from rainbow_runner.methods.er import ExperienceReplay
 
 HEAD_PREFIX = "head."
 

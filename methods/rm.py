@@ -9,8 +9,8 @@ import numpy as np
 import pandas as pd
 import torch
 
-from methods.base import METHODS, Method
-from runner.results import write_csv_atomically
+from rainbow_runner.methods.base import METHODS, Method
+from rainbow_runner.runner.reporting.results import write_csv_atomically
 
 log = logging.getLogger(__name__)
 

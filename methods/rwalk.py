@@ -4,8 +4,8 @@ from __future__ import annotations
 
 import torch
 
-from methods.base import METHODS, with_prefix, without_prefix
-from methods.regularization import RegularizedReplay
+from rainbow_runner.methods.base import METHODS, with_prefix, without_prefix
+from rainbow_runner.methods.regularization import RegularizedReplay
 
 
 def normalized(values: dict[str, torch.Tensor]) -> dict[str, torch.Tensor]:

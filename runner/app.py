@@ -14,21 +14,21 @@ import numpy as np
 import torch
 from omegaconf import DictConfig, OmegaConf
 
-from datasets import load_dataset, make_split, read_rm_split
-from datasets.base import DatasetError
-from datasets.splits import TaskSplit, check_split_arguments
-from runner.checkpoint import (
+from rainbow_runner.datasets import load_dataset, make_split, read_rm_split
+from rainbow_runner.datasets.base import DatasetError
+from rainbow_runner.datasets.choices import ChoiceError
+from rainbow_runner.datasets.splits import TaskSplit, check_split_arguments
+from rainbow_runner.runner.checkpoint import (
     CHECKPOINT_NAME,
     Checkpointer,
     CheckpointError,
     resume_command,
     resume_state,
 )
-from runner.config_check import ConfigError, check_config, resolve_device
-from runner.metrics import summarize
-from runner.registry import ChoiceError
-from runner.results import ResultWriter
-from runner.trainer import NonFiniteLossError, RunRecord, Trainer
+from rainbow_runner.runner.config_check import ConfigError, check_config, resolve_device
+from rainbow_runner.runner.reporting.metrics import summarize
+from rainbow_runner.runner.reporting.results import ResultWriter
+from rainbow_runner.runner.trainer import NonFiniteLossError, RunRecord, Trainer
 
 log = logging.getLogger("runner")
 

@@ -5,8 +5,8 @@ from __future__ import annotations
 import torch
 from omegaconf import DictConfig
 
-from memory import MEMORIES
-from methods import METHODS
+from rainbow_runner.memory import MEMORIES
+from rainbow_runner.methods import METHODS
 
 
 class ConfigError(ValueError):

@@ -8,13 +8,13 @@ from dataclasses import dataclass
 import numpy as np
 import torch
 
-from datasets.base import ImageSource
-from datasets.splits import TaskSplit
-from memory import Memory
-from runner.metrics import a_avg, forgetting
-from runner.models import MixedPrecision
-from runner.results import ResultWriter
-from runner.run_state import RunRecord
+from rainbow_runner.datasets.base import ImageSource
+from rainbow_runner.datasets.splits import TaskSplit
+from rainbow_runner.memory import Memory
+from rainbow_runner.runner.models import MixedPrecision
+from rainbow_runner.runner.reporting.metrics import a_avg, forgetting
+from rainbow_runner.runner.reporting.results import ResultWriter
+from rainbow_runner.runner.run_state import RunRecord
 
 
 @dataclass

@@ -13,10 +13,10 @@ from typing import TYPE_CHECKING, Any
 import numpy as np
 import torch
 
-from runner.checkpoint import rng_state, set_rng_state
+from rainbow_runner.runner.checkpoint import rng_state, set_rng_state
 
 if TYPE_CHECKING:
-    from runner.trainer import Trainer
+    from rainbow_runner.runner.trainer import Trainer
 
 STREAM_PHASE, MEMORY_PHASE = 0, 1  # a task's stream (online pass or epochs), then memory epochs
 RUNNING_STATE = ("loss_sum", "correct_sum", "seen_sum", "window_steps")  # the log window

@@ -13,19 +13,23 @@ from hydra.utils import instantiate
 from omegaconf import DictConfig, OmegaConf
 from tqdm import tqdm
 
-from datasets.base import ImageData
-from datasets.splits import TaskSplit
-from memory import MEMORIES, SelectionContext
-from methods import METHODS
-from runner import image_ops
-from runner.augment import Augmenter, MixedBatch
-from runner.checkpoint import Checkpointer
-from runner.config_check import ConfigError
-from runner.devices import to_device_async
-from runner.evaluation import Evaluation, evaluate_test_set, record_task
-from runner.models import MixedPrecision, keep_freed_memory, optimize_model, switch_setting
-from runner.results import ResultWriter
-from runner.run_state import (
+from rainbow_runner.datasets.augment.pipeline import Augmenter, MixedBatch
+from rainbow_runner.datasets.base import ImageData
+from rainbow_runner.datasets.devices import to_device_async
+from rainbow_runner.datasets.splits import TaskSplit
+from rainbow_runner.memory import MEMORIES, SelectionContext
+from rainbow_runner.methods import METHODS
+from rainbow_runner.runner.checkpoint import Checkpointer
+from rainbow_runner.runner.config_check import ConfigError
+from rainbow_runner.runner.evaluation import Evaluation, evaluate_test_set, record_task
+from rainbow_runner.runner.models import (
+    MixedPrecision,
+    keep_freed_memory,
+    optimize_model,
+    switch_setting,
+)
+from rainbow_runner.runner.reporting.results import ResultWriter
+from rainbow_runner.runner.run_state import (
     MEMORY_PHASE,
     STREAM_PHASE,
     ResumePoint,
@@ -77,9 +81,6 @@ class Trainer:
         self.memory = MEMORIES.get(cfg.mem_manage.name)(
             capacity=capacity, seed=int(cfg.seed), **memory_options
         )
-        self.augmenter = Augmenter(
-            list(cfg.trans), data.mean, data.std, data.hflip, data.image_shape[-1], device
-        )
         self.online = cfg.stream.name == "online" and not self.method.offline_only
         self.global_step = 0
         self.task_epoch = 0  # passes so far in the current task (for warmup_epochs)
@@ -91,7 +92,7 @@ class Trainer:
         self.optimizer: torch.optim.Optimizer | None = None
         self.scheduler = None
         self.progress: tqdm | None = None
-        self._setup_speed()
+        self._setup_speed(data)
         self._reset_running()
 
     def _to_device(self, images):
@@ -123,7 +124,7 @@ class Trainer:
         self.optimizer = instantiate(self.cfg.optimizer)(self.model.parameters())
         self.scheduler = instantiate(self.cfg.scheduler)(self.optimizer)
 
-    def _setup_speed(self) -> None:
+    def _setup_speed(self, data: ImageData) -> None:
         """Settings the step reads, fixed once: AMP, memory format, compile, plain config values.
 
         Interpolations are resolved in place first: reading a `${...}` value costs ~0.1 ms, and
@@ -151,12 +152,20 @@ class Trainer:
             graphs = switch_setting(self.cfg.get("cuda_graphs", True), "cuda_graphs") != "off"
         except ValueError as error:
             raise ConfigError(str(error)) from error
-        image_ops.CUDA_GRAPHS.enabled = graphs
+        self.augmenter = Augmenter(
+            list(self.cfg.trans),
+            data.mean,
+            data.std,
+            data.hflip,
+            data.image_shape[-1],
+            self.device,
+            cuda_graphs=graphs,
+        )
         log.info(
             "speed: amp %s | %s | cuda_graphs %s",
             self.precision.mode,
             speed,
-            "on" if on_gpu and image_ops.CUDA_GRAPHS.enabled else "off",
+            "on" if on_gpu and graphs else "off",
         )
 
     # --- steps and epochs -------------------------------------------------------------------

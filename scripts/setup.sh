@@ -6,7 +6,7 @@ cd "$(dirname "$0")/.."
 extras="${1:-test,sweep}"
 python="${PYTHON:-python3}"
 stamp=".venv/.installed-$(sha1sum pyproject.toml | cut -c1-12)-${extras//,/_}"
-if [ -f "$stamp" ] && .venv/bin/python -c "import torch, hydra, runner" 2>/dev/null; then
+if [ -f "$stamp" ] && .venv/bin/python -c "import torch, hydra, rainbow_runner.runner.cli" 2>/dev/null; then
   exit 0
 fi
 [ -x .venv/bin/python ] || "$python" -m venv .venv

@@ -7,10 +7,11 @@ import subprocess
 import sys
 from pathlib import Path
 
-import pytest
+os.environ.setdefault("OMP_WAIT_POLICY", "PASSIVE")  # as the command line sets it before torch
 
-import runner  # noqa: F401  (thread policy and config resolvers, as `python -m runner` has)
-from runner.config import CONFIG_DIR, compose_config  # noqa: F401  (tests import it here)
+import pytest  # noqa: E402
+
+from rainbow_runner.runner.config import CONFIG_DIR, compose_config  # noqa: E402,F401
 
 REPO = Path(__file__).resolve().parent.parent
 CONF = CONFIG_DIR
@@ -19,7 +20,7 @@ TINY = ["n_epoch=1", "mem_size=100", "progress=false", "log_every=10"]
 
 def run_in_process(run_dir: Path, overrides: list[str]) -> dict:
     """One job through runner.app.run, without a subprocess (fast)."""
-    from runner.app import run
+    from rainbow_runner.runner.app import run
 
     return run(compose_config(overrides), Path(run_dir))
 

@@ -8,8 +8,8 @@ import math
 import pytest
 import torch
 
-from runner.augment import MixedBatch
-from runner.config_check import ConfigError, check_config
+from rainbow_runner.datasets.augment.pipeline import MixedBatch
+from rainbow_runner.runner.config_check import ConfigError, check_config
 from tests.conftest import compose_config
 from tests.test_speed_loop import digits_trainer
 

@@ -8,8 +8,8 @@ import pytest
 import torch
 
 from bench.common import build_trainer, fill_memory, synthetic_data
-from runner import image_ops, transforms
-from runner.augment import StepBatches
+from rainbow_runner.datasets.augment import policies as transforms
+from rainbow_runner.datasets.augment.pipeline import StepBatches
 
 pytestmark = pytest.mark.skipif(not torch.cuda.is_available(), reason="needs a CUDA device")
 CPU, CUDA = torch.device("cpu"), torch.device("cuda:0")  # as images.device names it
@@ -17,15 +17,14 @@ CPU, CUDA = torch.device("cpu"), torch.device("cuda:0")  # as images.device name
 
 @pytest.mark.parametrize("shape", [(1, 28, 28), (3, 32, 32)])
 @pytest.mark.parametrize("graphs", [False, True], ids=["eager", "cuda_graphs"])
-def test_gpu_policies_equal_the_cpu_sorted_path_image_for_image(shape, graphs, monkeypatch):
-    monkeypatch.setattr(image_ops.CUDA_GRAPHS, "enabled", graphs)
+def test_gpu_policies_equal_the_cpu_sorted_path_image_for_image(shape, graphs):
     images = torch.randint(0, 256, (64, *shape), dtype=torch.uint8)
     for policy in (transforms.auto_augment, transforms.rand_augment):
         for call in range(4):  # eager, then captured, then replayed (same table twice in randaug)
             torch.manual_seed(call)  # the draws are made on the CPU: the same on both devices
             want = policy(images)
             torch.manual_seed(call)
-            got = policy(images.to(CUDA)).cpu()
+            got = policy(images.to(CUDA), graphs=graphs).cpu()
             assert torch.equal(got, want), (policy.__name__, call)
     if graphs:
         assert transforms.autoaug_table(shape, 0, CUDA).graphs  # the replays did happen

@@ -3,7 +3,8 @@
 import pytest
 import torch
 
-from runner import image_ops, transforms
+from rainbow_runner.datasets.augment import ops as image_ops
+from rainbow_runner.datasets.augment import policies as transforms
 
 SHAPES = [(1, 8, 8), (1, 28, 28), (3, 32, 32), (3, 12, 20)]  # digits, MNIST, CIFAR, non-square
 CPU = torch.device("cpu")

@@ -5,7 +5,7 @@ from __future__ import annotations
 import numpy as np
 import torch
 
-from memory.greedy_balanced import GreedyBalancedMemory
+from rainbow_runner.memory.greedy_balanced import GreedyBalancedMemory
 
 
 def skewed_stream(seed: int = 0) -> tuple[torch.Tensor, torch.Tensor]:

@@ -6,10 +6,10 @@ import pytest
 import torch
 from torch.nn import functional as F
 
-import memory.prototype as prototype
-from memory.base import SelectionContext
-from memory.prototype import PrototypeMemory, herding_selection
-from runner.models import mlp
+import rainbow_runner.memory.prototype as prototype
+from rainbow_runner.memory.base import SelectionContext
+from rainbow_runner.memory.prototype import PrototypeMemory, herding_selection
+from rainbow_runner.runner.models import mlp
 
 
 def reference_herding(features: torch.Tensor, n: int) -> list[int]:

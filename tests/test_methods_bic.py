@@ -6,7 +6,7 @@ import math
 
 import torch
 
-from methods.bic import apply_bias_correction, class_holdout
+from rainbow_runner.methods.bic import apply_bias_correction, class_holdout
 from tests.test_methods_common import build_trainer
 
 

@@ -7,12 +7,12 @@ from pathlib import Path
 import pytest
 import torch
 
-from datasets import load_dataset
-from memory import MEMORIES
-from methods import METHODS
-from runner.app import build_split, seed_everything
-from runner.results import ResultWriter
-from runner.trainer import Trainer
+from rainbow_runner.datasets import load_dataset
+from rainbow_runner.memory import MEMORIES
+from rainbow_runner.methods import METHODS
+from rainbow_runner.runner.app import build_split, seed_everything
+from rainbow_runner.runner.reporting.results import ResultWriter
+from rainbow_runner.runner.trainer import Trainer
 from tests.conftest import compose_config
 
 BASELINES = ["gdumb", "icarl", "ewc", "rwalk", "bic"]

@@ -7,8 +7,8 @@ import math
 import pandas as pd
 import torch
 
-from methods.gdumb import reinitialize
-from runner.models import mlp
+from rainbow_runner.methods.gdumb import reinitialize
+from rainbow_runner.runner.models import mlp
 from tests.conftest import run_in_process
 from tests.test_methods_common import build_trainer
 

@@ -5,8 +5,8 @@ from __future__ import annotations
 import torch
 from torch.nn import functional as F
 
-from methods.icarl import class_means, nearest_mean_scores
-from runner.augment import MixedBatch
+from rainbow_runner.datasets.augment.pipeline import MixedBatch
+from rainbow_runner.methods.icarl import class_means, nearest_mean_scores
 from tests.test_methods_common import build_trainer
 
 

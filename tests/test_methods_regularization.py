@@ -6,10 +6,14 @@ import pytest
 import torch
 from torch import nn
 
-from methods.regularization import diagonal_fisher, penalized_parameters, quadratic_penalty
-from methods.rwalk import normalized
-from runner.augment import MixedBatch
-from runner.models import mlp
+from rainbow_runner.datasets.augment.pipeline import MixedBatch
+from rainbow_runner.methods.regularization import (
+    diagonal_fisher,
+    penalized_parameters,
+    quadratic_penalty,
+)
+from rainbow_runner.methods.rwalk import normalized
+from rainbow_runner.runner.models import mlp
 from tests.test_methods_common import build_trainer
 
 

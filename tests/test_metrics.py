@@ -5,7 +5,7 @@ import math
 import numpy as np
 import pytest
 
-from runner.metrics import (
+from rainbow_runner.runner.reporting.metrics import (
     a_avg,
     a_last,
     backward_transfer,

@@ -3,7 +3,7 @@
 import pytest
 import torch
 
-from runner import models
+from rainbow_runner.runner import models
 
 
 def test_growing_head_keeps_trained_rows_and_adds_new_ones():

@@ -9,8 +9,8 @@ import pandas as pd
 import pytest
 from omegaconf import OmegaConf
 
-from runner.app import config_choices
-from runner.report import main, write_report
+from rainbow_runner.runner.app import config_choices
+from rainbow_runner.runner.reporting.report import main, write_report
 from tests.conftest import compose_config
 
 TINY = ["n_tasks=2", "n_epoch=1", "mem_size=50"]

@@ -12,7 +12,7 @@ import pandas as pd
 import pytest
 import torch
 
-from runner.checkpoint import (
+from rainbow_runner.runner.checkpoint import (
     CHECKPOINT_NAME,
     Checkpointer,
     CheckpointError,

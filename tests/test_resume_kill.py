@@ -13,7 +13,7 @@ from pathlib import Path
 import pandas as pd
 import torch
 
-from runner.checkpoint import CHECKPOINT_NAME
+from rainbow_runner.runner.checkpoint import CHECKPOINT_NAME
 from tests.conftest import REPO, run_cli, run_in_process
 from tests.test_resume_checkpoint import assert_same_results
 

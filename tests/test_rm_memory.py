@@ -5,10 +5,14 @@ import pytest
 import torch
 from torch import nn
 
-from memory import MEMORIES, SelectionContext
-from memory.rainbow import rainbow_select, uncertainty_from_predictions
-from memory.uncertainty import UNCERTAINTY_METRICS, perturbations, perturbed_predictions
-from runner.registry import ChoiceError
+from rainbow_runner.datasets.choices import ChoiceError
+from rainbow_runner.memory import MEMORIES, SelectionContext
+from rainbow_runner.memory.rainbow import rainbow_select, uncertainty_from_predictions
+from rainbow_runner.memory.uncertainty import (
+    UNCERTAINTY_METRICS,
+    perturbations,
+    perturbed_predictions,
+)
 
 
 def test_a_constant_prediction_has_zero_uncertainty():

@@ -5,7 +5,7 @@ import re
 import pandas as pd
 import pytest
 
-from runner.trainer import Trainer
+from rainbow_runner.runner.trainer import Trainer
 from tests.conftest import TINY, compose_config, run_cli, run_in_process
 
 

@@ -5,13 +5,14 @@ from __future__ import annotations
 import pytest
 import torch
 
-from datasets.splits import make_split
-from runner import augment, models
-from runner import trainer as trainer_module
-from runner.augment import Augmenter, random_crop_flip
-from runner.config_check import ConfigError
-from runner.results import ResultWriter
-from runner.trainer import Trainer
+from rainbow_runner.datasets.augment import pipeline as augment
+from rainbow_runner.datasets.augment.pipeline import Augmenter, random_crop_flip
+from rainbow_runner.datasets.splits import make_split
+from rainbow_runner.runner import models
+from rainbow_runner.runner import trainer as trainer_module
+from rainbow_runner.runner.config_check import ConfigError
+from rainbow_runner.runner.reporting.results import ResultWriter
+from rainbow_runner.runner.trainer import Trainer
 from tests.conftest import compose_config
 
 
@@ -100,7 +101,7 @@ def test_channels_last_gives_the_same_outputs_and_auto_leaves_cpu_alone():
 
 
 def digits_trainer(tmp_path, overrides: list[str]) -> Trainer:
-    from datasets import load_dataset
+    from rainbow_runner.datasets import load_dataset
 
     cfg = compose_config(["progress=false", "device=cpu", *overrides])
     data = load_dataset("digits", "")

@@ -5,7 +5,7 @@ import math
 import pandas as pd
 import pytest
 
-from methods.er import ExperienceReplay
+from rainbow_runner.methods.er import ExperienceReplay
 from tests.conftest import TINY, run_cli, run_in_process
 
 

@@ -4,7 +4,7 @@ import pytest
 from hydra import compose, initialize_config_dir
 from omegaconf import OmegaConf
 
-from runner.app import job_threads
+from rainbow_runner.runner.app import job_threads
 from tests.conftest import CONF, compose_config
 
 pytestmark = pytest.mark.filterwarnings(r"ignore:\s*'hydra/launcher/\w+' is validated against")
@@ -31,7 +31,9 @@ def test_slurm_launcher_extends_submitit_slurm_with_one_gpu_per_job():
 def test_sweep_subdir_starts_with_the_job_number_and_the_report_callback_is_on():
     hydra = hydra_config([])
     assert OmegaConf.to_container(hydra.sweep)["subdir"].startswith("${hydra.job.num}_")
-    assert hydra.callbacks.report._target_ == "runner.callbacks.SweepReport"
+    assert (
+        hydra.callbacks.report._target_ == "rainbow_runner.runner.reporting.callbacks.SweepReport"
+    )
 
 
 @pytest.mark.parametrize("preset", sorted(p.stem for p in (CONF / "experiment").glob("*.yaml")))

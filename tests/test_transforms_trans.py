@@ -7,10 +7,17 @@ import torch
 from torch.nn import functional as nnf
 from torchvision.transforms.v2 import functional as F
 
-from methods.base import mixed_cross_entropy
-from runner import image_ops, transforms
-from runner.augment import BATCH_MIXES, IMAGE_TRANSFORMS, Augmenter, MixedBatch, StepBatches
-from runner.registry import ChoiceError
+from rainbow_runner.datasets.augment import ops as image_ops
+from rainbow_runner.datasets.augment import policies as transforms
+from rainbow_runner.datasets.augment.pipeline import (
+    BATCH_MIXES,
+    IMAGE_TRANSFORMS,
+    Augmenter,
+    MixedBatch,
+    StepBatches,
+)
+from rainbow_runner.datasets.choices import ChoiceError
+from rainbow_runner.methods.base import mixed_cross_entropy
 
 SHAPES = [(1, 8), (1, 28), (3, 32)]  # digits, MNIST-like, CIFAR-like
 

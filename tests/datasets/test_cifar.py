@@ -11,8 +11,8 @@ import pytest
 import torch
 from PIL import Image
 
-from datasets import DatasetError, load_dataset
-from datasets.cifar import read_cifar_pickle
+from rainbow_runner.datasets import DatasetError, load_dataset
+from rainbow_runner.datasets.cifar import read_cifar_pickle
 
 CIFAR10_NAMES = ["airplane", "automobile", "bird", "cat", "deer"] + [
     "dog", "frog", "horse", "ship", "truck",

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import pytest
 
-from datasets import DATASET_NAMES, DatasetError, load_dataset
+from rainbow_runner.datasets import DATASET_NAMES, DatasetError, load_dataset
 
 
 def test_names() -> None:

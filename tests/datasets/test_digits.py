@@ -5,7 +5,7 @@ from __future__ import annotations
 import pytest
 import torch
 
-from datasets import load_dataset
+from rainbow_runner.datasets import load_dataset
 
 
 def test_digits_shapes_and_classes() -> None:

@@ -10,8 +10,8 @@ import numpy as np
 import pytest
 import torch
 
-from datasets import DatasetError, idx, load_dataset
-from datasets.idx import IDX_FILES, read_idx
+from rainbow_runner.datasets import DatasetError, idx, load_dataset
+from rainbow_runner.datasets.idx import IDX_FILES, read_idx
 
 DEBIAN_FASHION = Path("/usr/share/datasets/fashion-mnist")
 

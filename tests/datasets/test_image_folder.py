@@ -9,8 +9,8 @@ import pytest
 import torch
 from PIL import Image
 
-from datasets import DatasetError, load_dataset
-from datasets.folder import IMAGENET_MEAN, LazyImageFolder, load_image_folder
+from rainbow_runner.datasets import DatasetError, load_dataset
+from rainbow_runner.datasets.folder import IMAGENET_MEAN, LazyImageFolder, load_image_folder
 
 COLOURS = {"cat": (255, 0, 0), "dog": (0, 255, 0), "owl": (0, 0, 255)}
 

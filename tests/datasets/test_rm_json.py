@@ -9,7 +9,7 @@ from pathlib import Path
 import pytest
 import torch
 
-from datasets import DatasetError, make_split, read_rm_split
+from rainbow_runner.datasets import DatasetError, make_split, read_rm_split
 
 REPO_ROOT = Path(__file__).resolve().parents[2]
 COLLECTIONS = REPO_ROOT.parent / "shared" / "rm_collections"

@@ -5,7 +5,7 @@ from __future__ import annotations
 import pytest
 import torch
 
-from datasets import make_split
+from rainbow_runner.datasets import make_split
 
 
 def random_labels(n_classes: int = 10, n_samples: int = 5000, seed: int = 0) -> torch.Tensor:

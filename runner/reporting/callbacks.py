@@ -16,7 +16,7 @@ class SweepReport(Callback):
     """Writes report.md/csv and the plots into the sweep directory once every job has ended."""
 
     def on_multirun_end(self, config: DictConfig, **kwargs: Any) -> None:
-        from runner.report import write_report
+        from rainbow_runner.runner.reporting.report import write_report
 
         sweep_dir = Path(str(config.hydra.sweep.dir))
         try:

@@ -15,7 +15,6 @@ from __future__ import annotations
 
 import math
 from collections.abc import Callable, Sequence
-from dataclasses import dataclass
 from itertools import accumulate
 
 import torch
@@ -23,8 +22,7 @@ from torch.nn import functional as nnf
 from torchvision.transforms.v2 import InterpolationMode
 from torchvision.transforms.v2 import functional as F
 
-from runner.devices import to_device_async
-from runner.image_lookups import (
+from rainbow_runner.datasets.augment.lookups import (
     autocontrast_lookup,
     blend_weights,
     contrast_lookup,
@@ -32,6 +30,7 @@ from runner.image_lookups import (
     saturate,
     sharpen,
 )
+from rainbow_runner.datasets.devices import to_device_async
 
 NEAREST = InterpolationMode.NEAREST
 
@@ -158,9 +157,15 @@ class OperationTable:
         ).to(device)
 
     def apply(
-        self, images: torch.Tensor, pair: torch.Tensor, whole_batch: bool | None = None
+        self,
+        images: torch.Tensor,
+        pair: torch.Tensor,
+        whole_batch: bool | None = None,
+        graphs: bool = True,
     ) -> torch.Tensor:
         """Image i gets pair[i] (a CPU index into the table's pairs); uint8 in, uint8 out.
+
+        graphs: on CUDA, the whole-batch passes are replayed as captured graphs (same images).
 
         whole_batch (default: on CUDA) runs every pass over the whole batch, identity entries
         where an image drew another kind: a short fixed list of kernels and no host sync,
@@ -173,7 +178,7 @@ class OperationTable:
             whole_batch = on_gpu
         if on_gpu and whole_batch:
             pair = to_device_async(pair, images.device)
-            if CUDA_GRAPHS.enabled:
+            if graphs:
                 return self._replay_graph(images, pair)
             return self._apply_whole_batch(images, pair, self.kinds_in_table)
         kinds = self.kind.index_select(0, pair)
@@ -188,7 +193,7 @@ class OperationTable:
         """The whole-batch passes (all of the table's kinds) as one captured CUDA graph.
 
         A batch shape is captured the second time it is seen (a one-off last batch stays
-        eager), up to CUDA_GRAPHS.max_shapes shapes per table; each replay costs a few
+        eager), up to MAX_GRAPH_SHAPES shapes per table; each replay costs a few
         microseconds of launch instead of one launch per kernel.
         """
         key = tuple(images.shape)
@@ -196,7 +201,7 @@ class OperationTable:
         if graph is None:
             seen = self.shapes_seen.get(key, 0) + 1
             self.shapes_seen[key] = seen
-            if seen < 2 or len(self.graphs) >= CUDA_GRAPHS.max_shapes:
+            if seen < 2 or len(self.graphs) >= MAX_GRAPH_SHAPES:
                 return self._apply_whole_batch(images, pair, self.kinds_in_table)
             graph = self.graphs[key] = CapturedApply(self, images, pair)
         return graph(images, pair)
@@ -294,15 +299,7 @@ class OperationTable:
         return output.index_select(0, unsort)
 
 
-@dataclass
-class GraphSettings:
-    """conf `cuda_graphs` (set by the Trainer): replay TRANS tables as CUDA graphs on GPUs."""
-
-    enabled: bool = True
-    max_shapes: int = 8  # captured batch shapes per table; later shapes run eagerly
-
-
-CUDA_GRAPHS = GraphSettings()
+MAX_GRAPH_SHAPES = 8  # captured batch shapes per table; later shapes run eagerly
 
 
 class CapturedApply:

@@ -17,9 +17,13 @@ import numpy as np
 import torch
 from torch.nn import functional as nnf
 
-from runner.augment import StepBatches, register_batch_mix, register_image_transform
-from runner.devices import to_device_async
-from runner.image_ops import OPERATIONS, OperationTable
+from rainbow_runner.datasets.augment.batches import (
+    StepBatches,
+    register_batch_mix,
+    register_image_transform,
+)
+from rainbow_runner.datasets.augment.ops import OPERATIONS, OperationTable
+from rainbow_runner.datasets.devices import to_device_async
 
 GREY = 128  # cutout fill: the reference's Cutout paints grey (125, 122, 113)
 CUTMIX_PROBABILITY = 0.5  # share of training batches that are cut-mixed (the paper's)
@@ -109,11 +113,16 @@ def rand_augment(
     num_ops: int = RANDAUG_NUM_OPS,
     level: int = RANDAUG_MAGNITUDE,
     n_bins: int = RANDAUG_BINS,
+    graphs: bool = True,
 ) -> torch.Tensor:
-    """RandAugment with an independent draw of operations and signs for every image."""
+    """RandAugment with an independent draw of operations and signs for every image.
+
+    graphs: on CUDA, replay the table's passes as captured graphs (the same images).
+    """
     table = randaug_table(tuple(images.shape[1:]), level, n_bins, images.device)
     for _ in range(num_ops):  # a uniform pair is a uniform operation and a fair sign
-        images = table.apply(images, torch.randint(len(table.pairs), (len(images),)))
+        draw = torch.randint(len(table.pairs), (len(images),))
+        images = table.apply(images, draw, graphs=graphs)
     return images
 
 
@@ -152,13 +161,16 @@ def _autoaug_draws() -> tuple[torch.Tensor, torch.Tensor]:
     return stage_pairs[0], stage_pairs[1]
 
 
-def auto_augment(images: torch.Tensor) -> torch.Tensor:
-    """AutoAugment (CIFAR-10 policy) with an independent sub-policy draw for every image."""
+def auto_augment(images: torch.Tensor, graphs: bool = True) -> torch.Tensor:
+    """AutoAugment (CIFAR-10 policy) with an independent sub-policy draw for every image.
+
+    graphs: on CUDA, replay the tables' passes as captured graphs (the same images).
+    """
     stage_pairs = _autoaug_draws()
     outcome = torch.randint(len(stage_pairs[0]), (len(images),))
     for stage, pairs in enumerate(stage_pairs):
         table = autoaug_table(tuple(images.shape[1:]), stage, images.device)
-        images = table.apply(images, pairs.index_select(0, outcome))
+        images = table.apply(images, pairs.index_select(0, outcome), graphs=graphs)
     return images
 
 
@@ -249,8 +261,11 @@ def cutmix(
 
 
 @register_image_transform("cutout")
-def cutout_half(images: torch.Tensor) -> torch.Tensor:
-    """trans=[cutout]: a square of half the image side (16 px on 32x32, as DeVries & Taylor)."""
+def cutout_half(images: torch.Tensor, graphs: bool = True) -> torch.Tensor:
+    """trans=[cutout]: a square of half the image side (16 px on 32x32, as DeVries & Taylor).
+
+    graphs is accepted (and unused) so that every TRANS entry takes the same arguments.
+    """
     return cutout(images, max(1, images.shape[-1] // 2))
 
 

@@ -2,76 +2,19 @@
 
 from __future__ import annotations
 
-from collections.abc import Callable, Sequence
-from dataclasses import dataclass
+from collections.abc import Sequence
 from functools import cache
 
 import torch
 
-from runner.registry import ChoiceError
-
-# Per-sample image transforms: uint8 (B, C, H, W) -> uint8 (B, C, H, W), a fresh draw per image.
-IMAGE_TRANSFORMS: dict[str, Callable[[torch.Tensor], torch.Tensor]] = {}
-# Mixes that also mix the labels (cutmix): each step mixes within its own batch; they run on the
-# uint8 images of a chunk of steps at once (StepBatches), before normalisation.
-BATCH_MIXES: dict[str, Callable[..., StepBatches]] = {}
-
-
-def register_image_transform(name: str) -> Callable:
-    """Make a per-sample transform selectable as trans=[name]."""
-
-    def decorate(fn: Callable[[torch.Tensor], torch.Tensor]) -> Callable:
-        IMAGE_TRANSFORMS[name] = fn
-        return fn
-
-    return decorate
-
-
-def register_batch_mix(name: str) -> Callable:
-    """Make a label-mixing batch transform selectable as trans=[name]."""
-
-    def decorate(fn: Callable[..., StepBatches]) -> Callable:
-        BATCH_MIXES[name] = fn
-        return fn
-
-    return decorate
-
-
-@dataclass
-class MixedBatch:
-    """A training batch whose loss is lam * CE(y) + (1 - lam) * CE(y_mix)."""
-
-    x: torch.Tensor
-    y: torch.Tensor
-    y_mix: torch.Tensor | None = None
-    lam: float = 1.0
-
-
-@dataclass
-class StepBatches:
-    """Consecutive steps' batches back to back, so that mixing and normalising them is one call.
-
-    sizes: images per step; y_mix: each image's partner label where a mix ran, else None;
-    lams: each step's lam (1.0 = that step is not mixed), None when no step is.
-    """
-
-    x: torch.Tensor
-    y: torch.Tensor
-    sizes: list[int]
-    y_mix: torch.Tensor | None = None
-    lams: list[float] | None = None
-
-    def split(self) -> list[MixedBatch]:
-        """Each step's own MixedBatch (views, no copies)."""
-        xs, ys = self.x.split(self.sizes), self.y.split(self.sizes)
-        if self.lams is None:  # no step mixed
-            return [MixedBatch(x, y) for x, y in zip(xs, ys, strict=True)]
-        partners = self.y_mix.split(self.sizes)
-        return [
-            MixedBatch(x, y, partner, lam) if lam < 1.0 else MixedBatch(x, y)
-            for x, y, partner, lam in zip(xs, ys, partners, self.lams, strict=True)
-        ]
-
+from rainbow_runner.datasets.augment import policies  # noqa: F401  (registers the TRANS entries)
+from rainbow_runner.datasets.augment.batches import (
+    BATCH_MIXES,
+    IMAGE_TRANSFORMS,
+    MixedBatch,
+    StepBatches,
+)
+from rainbow_runner.datasets.choices import ChoiceError
 
 # Above this many table entries (e.g. 64x64 images), crops are two gathers, rows then columns.
 MAX_CROP_TABLE_ENTRIES = 1 << 21
@@ -132,7 +75,12 @@ class Augmenter:
         hflip: bool,
         image_size: int,
         device: torch.device,
+        padding: int | None = None,
+        cuda_graphs: bool = True,
     ) -> None:
+        """padding: the base random crop's zero padding (None: image_size // 8, at least 1; 0:
+        no crop); hflip: the base random mirror; cuda_graphs: on CUDA, replay the TRANS tables'
+        passes as captured graphs (the same images, far fewer launches)."""
         valid = sorted(IMAGE_TRANSFORMS) + sorted(BATCH_MIXES)
         for name in trans:
             if name not in valid:
@@ -143,7 +91,8 @@ class Augmenter:
         self.image_transforms = [IMAGE_TRANSFORMS[n] for n in trans if n in IMAGE_TRANSFORMS]
         self.batch_mixes = [BATCH_MIXES[n] for n in trans if n in BATCH_MIXES]
         self.hflip = hflip
-        self.padding = max(1, image_size // 8)
+        self.padding = max(1, image_size // 8) if padding is None else int(padding)
+        self.cuda_graphs = cuda_graphs
         mean = torch.tensor(mean, device=device, dtype=torch.float32).view(1, -1, 1, 1)
         std = torch.tensor(std, device=device, dtype=torch.float32).view(1, -1, 1, 1)
         # (x / 255 - mean) / std as one multiply-add: x * scale + shift.
@@ -158,7 +107,7 @@ class Augmenter:
         """The per-image part: base crop and flip, then each TRANS transform."""
         images = random_crop_flip(images, self.padding, self.hflip)
         for transform in self.image_transforms:
-            images = transform(images)
+            images = transform(images, graphs=self.cuda_graphs)
         return images
 
     def finish_steps(
@@ -175,7 +124,3 @@ class Augmenter:
     def train_batch(self, images: torch.Tensor, labels: torch.Tensor) -> MixedBatch:
         """A ready-to-train batch: augmented, normalised and, where asked, mixed."""
         return self.finish_steps(self.augment_images(images), labels, [len(labels)])[0]
-
-
-# The TRANS entries (cutmix, cutout, randaug, autoaug) register themselves on import.
-from runner import transforms  # noqa: E402, F401
