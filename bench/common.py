@@ -134,11 +134,9 @@ def build_trainer(
     if run_dir is None:
         run_dir = Path(tempfile.mkdtemp(dir=_SCRATCH.name))
     trainer = Trainer(cfg, data, split, device, ResultWriter(run_dir))
-    trainer.task_id = 0
-    trainer.n_exposed = split.exposed[0]
-    trainer.model.grow(trainer.n_exposed)
-    trainer.new_optimizer()
-    trainer.method.before_task(0)
+    trainer.task_id = trainer.context.task_id = 0
+    trainer.n_exposed = trainer.context.n_exposed = split.exposed[0]
+    trainer.begin_task()
     return trainer
 
 
@@ -147,9 +145,14 @@ def fill_memory(trainer: Trainer, n_samples: int) -> None:
     fill = torch.randperm(len(trainer.train_labels_cpu))[:n_samples]
     labels = trainer.train_labels_cpu.index_select(0, fill)
     if trainer.memory.streaming:
-        trainer.memory.observe(fill, labels, trainer.n_exposed)
+        trainer.memory.add(fill, labels, trainer.n_exposed)
     else:  # a per-task manager holds what its last end_task kept
         trainer.memory.indices, trainer.memory.labels = fill, labels
+
+
+def images_per_step(trainer: Trainer, batch: int) -> int:
+    """Stream plus replayed images of one online step."""
+    return batch + len(trainer.method.replay(torch.arange(batch)))
 
 
 def loop_trainer(

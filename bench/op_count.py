@@ -6,7 +6,7 @@ step. This counts them without a GPU: every aten operation of real Trainer steps
 loop as bench/throughput.py) is dispatched through a counting mode and sorted into
   kernels: operations that compute (a launch each on a GPU),
   views:   operations that only make a new view of a tensor (no launch),
-  drawing: what online_batch/observe_stream do to pick each step's indices, on the host
+  drawing: what replay/observe_stream do to pick each step's indices, on the host
            whatever the device (memory sampling, reservoir updates).
 bound = bare kernels / loop kernels: the throughput ratio a launch-bound GPU would give.
 On the CPU the autoaug/randaug tables take the sorted path (more, smaller operations); on
@@ -31,6 +31,7 @@ from bench.common import (  # noqa: E402  (first: it sets the OpenMP policy befo
     BareStep,
     describe_device,
     format_table,
+    images_per_step,
     loop_trainer,
     pick_device,
     write_rows,
@@ -95,19 +96,19 @@ def count_row(
     n_train = len(data.train_y)
     trainer.online_pass(torch.randperm(n_train)[: batch * 3])  # warm-up: caches and tables
     counter = OperationCounter()
-    run_steps = trainer._run_steps
+    run_steps = trainer.steps.run
 
-    def counted_steps(planned: list[torch.Tensor]) -> None:
+    def counted_steps(planned: list, together: bool) -> None:
         counter.phase = "steps"
-        run_steps(planned)
+        run_steps(planned, together)
         counter.phase = "drawing"
 
-    trainer._run_steps = counted_steps
+    trainer.steps.run = counted_steps
     stream = torch.randperm(n_train)[: batch * steps]
     with counter:
         trainer.online_pass(stream)
     trainer.writer.close()
-    per_step = len(trainer.method.online_batch(torch.arange(batch)))
+    per_step = images_per_step(trainer, batch)
     shape = SHAPES[model_name]
     bare = BareStep(trainer.model, trainer.cfg, trainer.precision, per_step, shape, device)
     bare(2)

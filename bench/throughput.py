@@ -26,6 +26,7 @@ from bench.common import (  # noqa: E402  (first: it sets the OpenMP policy befo
     build_trainer,
     describe_device,
     format_table,
+    images_per_step,
     loop_trainer,
     pick_clock,
     pick_device,
@@ -61,7 +62,7 @@ def throughput_row(
     """
     shape = SHAPES[model_name]
     trainer, data = loop_trainer(model_name, batch, trans_name, replay, steps, device, extra)
-    per_step = len(trainer.method.online_batch(torch.arange(batch)))
+    per_step = images_per_step(trainer, batch)
     n_train = len(data.train_y)
 
     def loop() -> None:
@@ -74,7 +75,7 @@ def throughput_row(
     for _ in range(rounds):
         loop_seconds = min(loop_seconds, time_call(loop, device, clock))
         bare_seconds = min(bare_seconds, time_call(lambda: bare(steps), device, clock))
-    trainer._flush_window()
+    trainer.steps.flush_window()
     trainer.writer.close()
     bare_rate, loop_rate = per_step * steps / bare_seconds, per_step * steps / loop_seconds
     return {
@@ -95,9 +96,9 @@ def scoring_rows(batch: int, n_candidates: int, device: torch.device, clock) -> 
     data = synthetic_data(max(2000, n_candidates), shape)
     overrides = ["model=mlp400", "mode=er", f"eval_batchsize={batch}"]
     trainer = build_trainer(overrides, data, device)
-    context = trainer.selection_context()
+    context = trainer.context.selection()
     candidates = torch.arange(n_candidates)
-    k = int(trainer.cfg.uncert_k)
+    k = 12  # the paper's K (conf/mem_manage/uncertainty.yaml)
     rows = []
     for metric in uncertainty.UNCERTAINTY_METRICS:
         views = uncertainty.perturbations(metric, k, shape[-1])

@@ -100,14 +100,19 @@ class UncertaintyMemory(Memory):
         super().__init__(capacity, seed)
         if metric not in UNCERTAINTY_METRICS:
             raise ChoiceError(
-                f"unknown uncert_metric '{metric}'; valid choices are: "
+                f"unknown mem_manage.metric '{metric}'; valid choices are: "
                 f"{', '.join(UNCERTAINTY_METRICS)}."
             )
         if int(k) < 1:
-            raise ValueError(f"uncert_k={k} must be 1 or more (the paper uses 12 perturbations).")
+            raise ValueError(
+                f"mem_manage.k={k} must be 1 or more (the paper uses 12 perturbations)."
+            )
         self.metric, self.k = metric, int(k)
         self.scoring_seconds = 0.0  # of the last update, for the run's logs
         self.last_uncertainty = torch.empty(0)
+
+    def update_report(self) -> dict[str, object]:
+        return {"scoring_seconds": self.scoring_seconds, "uncertainty": self.last_uncertainty}
 
     def select(
         self, indices: torch.Tensor, labels: torch.Tensor, context: SelectionContext

@@ -11,6 +11,7 @@ from rainbow_runner.methods import (  # noqa: F401  (registration)
     rm,
     rwalk,
 )
-from rainbow_runner.methods.base import METHODS, Method, mixed_cross_entropy
+from rainbow_runner.methods.base import METHODS, Method, MethodContext, TrainBatch
+from rainbow_runner.methods.functional import mixed_cross_entropy
 
-__all__ = ["METHODS", "Method", "mixed_cross_entropy"]
+__all__ = ["METHODS", "Method", "MethodContext", "TrainBatch", "mixed_cross_entropy"]

@@ -7,15 +7,21 @@ import logging
 import torch
 from torch.nn import functional as F
 
-from rainbow_runner.datasets.augment.pipeline import MixedBatch
-from rainbow_runner.methods.base import METHODS, mixed_cross_entropy, with_prefix, without_prefix
-from rainbow_runner.methods.distillation import (
+from rainbow_runner.methods.base import (
+    METHODS,
+    NO_ROWS,
+    MethodContext,
+    TrainBatch,
+    with_prefix,
+    without_prefix,
+)
+from rainbow_runner.methods.er import ExperienceReplay
+from rainbow_runner.methods.functional import (
     frozen_copy,
-    old_class_count,
+    mixed_cross_entropy,
     soft_cross_entropy,
     teacher_from_state,
 )
-from rainbow_runner.methods.er import ExperienceReplay
 
 log = logging.getLogger(__name__)
 
@@ -51,61 +57,58 @@ class BiC(ExperienceReplay):
     everything else frozen. Logits of class group g are always read as α_g · logit + β_g.
     """
 
-    def __init__(self, trainer) -> None:
-        super().__init__(trainer)
-        self.alpha: torch.Tensor | None = None
-        self.beta: torch.Tensor | None = None
+    def __init__(
+        self,
+        context: MethodContext,
+        temperature: float = 2.0,
+        distill: bool = True,
+        holdout_fraction: float = 0.1,
+        bias_epochs: int = 200,
+        bias_lr: float = 0.001,
+        bias_batchsize: int = 100,
+    ) -> None:
+        super().__init__(context)
+        self.temperature, self.distill = float(temperature), bool(distill)
+        self.holdout_fraction = float(holdout_fraction)
+        self.bias_epochs, self.bias_lr = int(bias_epochs), float(bias_lr)
+        self.bias_batchsize = int(bias_batchsize)
+        self.alpha = torch.ones(context.n_groups, device=context.device)
+        self.beta = torch.zeros(context.n_groups, device=context.device)
         self.holdout = torch.empty(0, dtype=torch.long)
         self.old_model: torch.nn.Module | None = None
-        self.generator = torch.Generator().manual_seed(int(trainer.cfg.seed))
-        self.distill, self.temperature = bool(self.options.distill), float(self.options.temperature)
-
-    def _ensure_correction(self) -> None:
-        if self.alpha is None:
-            n_groups = self.trainer.split.n_classes // self.trainer.split.classes_per_task
-            with torch.inference_mode(False):  # predict() may come first; stage 2 edits these
-                self.alpha = torch.ones(n_groups, device=self.trainer.device)
-                self.beta = torch.zeros(n_groups, device=self.trainer.device)
+        self.generator = torch.Generator().manual_seed(context.settings.seed)
 
     def correct(self, logits: torch.Tensor) -> torch.Tensor:
-        self._ensure_correction()
-        cpt = self.trainer.split.classes_per_task
+        cpt = self.context.classes_per_task
         return apply_bias_correction(logits, self.alpha, self.beta, cpt)
 
     def replay_pool(self) -> torch.Tensor:
         """Memory samples that may be trained on: all but the held-out ones."""
         return self.memory.indices[~torch.isin(self.memory.indices, self.holdout)]
 
-    @property
-    def n_old(self) -> int:
-        """Classes of the earlier tasks' groups, whose logits are distilled."""
-        trainer = self.trainer
-        return old_class_count(trainer.task_id, trainer.split.classes_per_task, trainer.n_exposed)
-
-    @property
-    def n_seen(self) -> int:
-        """Classes of the groups up to this task's (λ = n_old / n_seen)."""
-        trainer = self.trainer
-        return min(trainer.n_exposed, (trainer.task_id + 1) * trainer.split.classes_per_task)
-
-    def online_batch(self, stream_indices: torch.Tensor) -> torch.Tensor:
+    def replay(self, stream_indices: torch.Tensor) -> torch.Tensor:
+        if self.concat:
+            return NO_ROWS
         pool = self.replay_pool()
         n_replay = min(self.mem_batchsize, len(pool))
         # the memory's own generator, as er's draws: the same whatever else draws in between
         drawn = self.memory.rng.choice(len(pool), n_replay, replace=False)
-        return torch.cat([stream_indices, pool.index_select(0, torch.from_numpy(drawn))])
+        return pool.index_select(0, torch.from_numpy(drawn))
 
-    def offline_pool(self, task_indices: torch.Tensor) -> torch.Tensor:
-        return torch.cat([task_indices, self.replay_pool()])
+    def offline_pool(self, task_indices: torch.Tensor) -> tuple[torch.Tensor, int]:
+        if not self.concat:
+            return task_indices, len(task_indices)
+        return torch.cat([task_indices, self.replay_pool()]), len(task_indices)
 
-    def loss(self, batch: MixedBatch) -> tuple[torch.Tensor, torch.Tensor]:
+    def loss(self, batch: TrainBatch) -> tuple[torch.Tensor, torch.Tensor]:
         logits = self.correct(self.model(batch.x))
         loss = mixed_cross_entropy(logits, batch)
-        if self.old_model is not None and self.n_old > 0 and self.distill:
+        n_old = self.context.n_old
+        if self.old_model is not None and n_old > 0 and self.distill:
             with torch.no_grad():
-                old_logits = self.correct(self.old_model(batch.x))[:, : self.n_old]
-            distill = soft_cross_entropy(old_logits, logits[:, : self.n_old], self.temperature)
-            lam = self.n_old / self.n_seen
+                old_logits = self.correct(self.old_model(batch.x))[:, :n_old]
+            distill = soft_cross_entropy(old_logits, logits[:, :n_old], self.temperature)
+            lam = n_old / self.context.n_seen  # old over seen classes
             loss = lam * distill + (1.0 - lam) * loss
         return loss, logits
 
@@ -113,8 +116,7 @@ class BiC(ExperienceReplay):
         """Memory update, then a new held-out split of it (kept out of the memory epochs)."""
         super().end_stream(task_id, task_indices, streamed)
         prefer = torch.isin(self.memory.indices, self.holdout)
-        fraction = float(self.options.holdout_fraction)
-        keep_out = class_holdout(self.memory.labels, fraction, self.generator, prefer)
+        keep_out = class_holdout(self.memory.labels, self.holdout_fraction, self.generator, prefer)
         self.holdout = self.memory.indices[keep_out]
 
     def memory_pool(self) -> torch.Tensor:
@@ -127,21 +129,19 @@ class BiC(ExperienceReplay):
 
     def fit_correction(self, task_id: int) -> None:
         """Stage 2: α, β of this task's class group by CE on the held-out samples."""
-        trainer = self.trainer
-        labels = trainer.train_labels[self.holdout.to(trainer.device)]
-        context = trainer.selection_context()
+        labels = self.context.labels(self.holdout)
+        selection = self.context.selection()
         with torch.no_grad():
-            outputs = context.map_batches(self.holdout, lambda x: self.model(context.normalize(x)))
+            apply = lambda x: self.model(selection.normalize(x))  # noqa: E731
+            outputs = selection.map_batches(self.holdout, apply)
         logits = torch.cat(outputs)
-        group = (
-            torch.arange(logits.shape[1], device=logits.device) // trainer.split.classes_per_task
-        )
+        group = torch.arange(logits.shape[1], device=logits.device) // self.context.classes_per_task
         own = group == task_id
         alpha = self.alpha[task_id].clone().requires_grad_(True)
         beta = self.beta[task_id].clone().requires_grad_(True)
-        optimizer = torch.optim.Adam([alpha, beta], lr=float(self.options.bias_lr))
-        batchsize = int(self.options.bias_batchsize)
-        for _ in range(int(self.options.bias_epochs)):
+        optimizer = torch.optim.Adam([alpha, beta], lr=self.bias_lr)
+        batchsize = self.bias_batchsize
+        for _ in range(self.bias_epochs):
             for chunk in torch.randperm(len(labels), device=labels.device).split(batchsize):
                 scale = torch.where(own, alpha, self.alpha[group])
                 shift = torch.where(own, beta, self.beta[group])
@@ -165,7 +165,6 @@ class BiC(ExperienceReplay):
         return self.correct(self.model(x))
 
     def state_dict(self) -> dict[str, torch.Tensor]:
-        self._ensure_correction()
         state = {"alpha": self.alpha, "beta": self.beta, "holdout": self.holdout}
         state["generator"] = self.generator.get_state()
         if self.old_model is not None:
@@ -173,7 +172,7 @@ class BiC(ExperienceReplay):
         return state
 
     def load_state_dict(self, state: dict[str, torch.Tensor]) -> None:
-        device = self.trainer.device
+        device = self.context.device
         self.alpha, self.beta = state["alpha"].to(device), state["beta"].to(device)
         self.holdout = state["holdout"].cpu()
         self.generator.set_state(state["generator"].cpu())

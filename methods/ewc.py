@@ -4,8 +4,9 @@ from __future__ import annotations
 
 import torch
 
-from rainbow_runner.methods.base import METHODS
-from rainbow_runner.methods.regularization import RegularizedReplay, diagonal_fisher
+from rainbow_runner.methods.base import METHODS, MethodContext
+from rainbow_runner.methods.functional import diagonal_fisher
+from rainbow_runner.methods.regularization import RegularizedReplay
 
 
 @METHODS.register("ewc")
@@ -16,15 +17,21 @@ class EWC(RegularizedReplay):
     The head is left out of the penalty (its rows grow with the classes).
     """
 
-    def __init__(self, trainer) -> None:
-        super().__init__(trainer)
-        self.penalty_scale = float(self.options.reg_coef) / 2.0
+    def __init__(
+        self,
+        context: MethodContext,
+        reg_coef: float = 100.0,
+        gamma: float = 1.0,
+        fisher_samples: int = 0,
+    ) -> None:
+        super().__init__(context)
+        self.penalty_scale = float(reg_coef) / 2.0
+        self.gamma, self.fisher_samples = float(gamma), int(fisher_samples)
 
     def after_task(self, task_id: int) -> None:
-        task_fisher = self.task_fisher(self.trainer.split.train_tasks[task_id])
-        gamma = float(self.options.gamma)
+        task_fisher = self.task_fisher(self.context.split.train_tasks[task_id])
         importance = {
-            name: gamma * self.importance[name] + value if name in self.importance else value
+            name: self.gamma * self.importance[name] + value if name in self.importance else value
             for name, value in task_fisher.items()
         }
         self.consolidate(importance)
@@ -32,12 +39,9 @@ class EWC(RegularizedReplay):
     def task_fisher(self, task_indices: torch.Tensor) -> dict[str, torch.Tensor]:
         """The Fisher of the task just trained, on a random subset of task ∪ memory samples."""
         pool = torch.cat([task_indices, self.memory.indices])
-        n_samples = int(self.options.fisher_samples)
-        if 0 < n_samples < len(pool):
-            pool = pool[torch.randperm(len(pool))[:n_samples]]
-        trainer = self.trainer
+        if 0 < self.fisher_samples < len(pool):
+            pool = pool[torch.randperm(len(pool))[: self.fisher_samples]]
         batches = (
-            trainer.augmenter.normalize(trainer.fetch_images(chunk))
-            for chunk in pool.split(int(trainer.cfg.batchsize))
+            self.context.inputs(chunk) for chunk in pool.split(self.context.settings.batchsize)
         )
         return diagonal_fisher(self.model, batches, list(self.penalized))

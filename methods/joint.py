@@ -11,5 +11,6 @@ class Joint(Method):
     uses_memory = False
     offline_only = True
 
-    def prepare_split(self, split: TaskSplit) -> TaskSplit:
+    @classmethod
+    def prepare_split(cls, split: TaskSplit) -> TaskSplit:
         return split.as_joint()

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import torch
 
-from rainbow_runner.methods.base import METHODS, with_prefix, without_prefix
+from rainbow_runner.methods.base import METHODS, MethodContext, with_prefix, without_prefix
 from rainbow_runner.methods.regularization import RegularizedReplay
 
 
@@ -26,15 +26,20 @@ class RWalk(RegularizedReplay):
     importance = F/max F + S/max S, θ* ← θ. Penalty: reg_coef · Σ importance · (θ − θ*)².
     """
 
-    def __init__(self, trainer) -> None:
-        super().__init__(trainer)
+    def __init__(
+        self,
+        context: MethodContext,
+        reg_coef: float = 1.0,
+        alpha: float = 0.9,
+        epsilon: float = 1e-3,
+    ) -> None:
+        super().__init__(context)
         self.fisher: dict[str, torch.Tensor] = {}
         self.task_score: dict[str, torch.Tensor] = {}
         self.score: dict[str, torch.Tensor] = {}
         self.previous: dict[str, torch.Tensor] = {}
-        # Read once: each config read costs ~8 us, and after_step runs every step.
-        self.penalty_scale = float(self.options.reg_coef)
-        self.alpha, self.epsilon = float(self.options.alpha), float(self.options.epsilon)
+        self.penalty_scale = float(reg_coef)
+        self.alpha, self.epsilon = float(alpha), float(epsilon)
 
     def before_task(self, task_id: int) -> None:
         params = self.penalized
@@ -86,4 +91,4 @@ class RWalk(RegularizedReplay):
     def load_state_dict(self, state: dict[str, torch.Tensor]) -> None:
         super().load_state_dict(state)
         for name in WALK_STATE:
-            setattr(self, name, without_prefix(state, f"{name}.", self.trainer.device))
+            setattr(self, name, without_prefix(state, f"{name}.", self.context.device))

@@ -26,6 +26,7 @@ from rainbow_runner.runner.checkpoint import (
     resume_state,
 )
 from rainbow_runner.runner.config_check import ConfigError, check_config, resolve_device
+from rainbow_runner.runner.options import apply_deprecated_keys, check_method_and_memory_options
 from rainbow_runner.runner.reporting.metrics import summarize
 from rainbow_runner.runner.reporting.results import ResultWriter
 from rainbow_runner.runner.trainer import NonFiniteLossError, RunRecord, Trainer
@@ -160,6 +161,9 @@ def write_summary(writer: ResultWriter, cfg: DictConfig, record: RunRecord, stat
 def run(cfg: DictConfig, run_dir: Path) -> dict:
     """Run one configured experiment into run_dir and return its summary row."""
     check_config(cfg)
+    for warning in apply_deprecated_keys(cfg):
+        log.warning(warning)
+    check_method_and_memory_options(cfg)
     threads = job_threads(int(cfg.num_threads), sweep_launcher())
     if threads is not None:
         torch.set_num_threads(threads)

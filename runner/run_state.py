@@ -19,9 +19,6 @@ if TYPE_CHECKING:
     from rainbow_runner.runner.trainer import Trainer
 
 STREAM_PHASE, MEMORY_PHASE = 0, 1  # a task's stream (online pass or epochs), then memory epochs
-RUNNING_STATE = ("loss_sum", "correct_sum", "seen_sum", "window_steps")  # the log window
-RUNNING_STATE += ("task_loss_sum", "task_steps")  # the task's train_loss column
-RUNNING_STATE += ("step_losses", "step_predictions")  # the window's steps not yet added up
 
 
 @dataclass
@@ -65,6 +62,7 @@ class StreamPosition:
     order: torch.Tensor | None = None  # the epoch's shuffled order (None for the online pass)
     warm: bool = False  # the epoch runs at the warm-up lr
     seconds: float = 0.0  # wall-clock seconds the task had run
+    memory_flags: torch.Tensor | None = None  # which rows of `order` are memory samples
 
 
 @dataclass
@@ -99,7 +97,7 @@ def trainer_state_dict(trainer: Trainer, position: StreamPosition) -> dict[str, 
     optimizing = position.inside and trainer.optimizer is not None
     return {
         "position": dict(vars(position)),
-        "global_step": trainer.global_step,
+        "global_step": trainer.steps.global_step,
         "head_size": trainer.model.n_classes,
         "model": trainer.model.state_dict(),
         "optimizer": trainer.optimizer.state_dict() if optimizing else None,
@@ -108,7 +106,7 @@ def trainer_state_dict(trainer: Trainer, position: StreamPosition) -> dict[str, 
         "warm_lrs": trainer.warm_lrs,
         "method": trainer.method.state_dict(),
         "memory": trainer.memory.state_dict(),
-        "running": {name: getattr(trainer, name) for name in RUNNING_STATE},
+        "running": trainer.steps.running.state_dict(),
         "record": trainer.record.state_dict(time.perf_counter() - trainer.run_started),
         "results": trainer.writer.state_dict(),
         "rng": rng_state(),
@@ -117,11 +115,14 @@ def trainer_state_dict(trainer: Trainer, position: StreamPosition) -> dict[str, 
 
 def load_trainer_state(trainer: Trainer, state: dict[str, Any]) -> None:
     """Put the trainer back as trainer_state_dict() found it; the random streams come last."""
-    trainer.global_step = int(state["global_step"])
-    trainer.n_exposed = int(state["head_size"])
+    position = StreamPosition(**state["position"])
+    trainer.steps.global_step = int(state["global_step"])
+    trainer.n_exposed = trainer.context.n_exposed = int(state["head_size"])
+    trainer.task_id = trainer.context.task_id = position.task
     trainer.model.grow(trainer.n_exposed)
     trainer.model.load_state_dict(state["model"])
-    if state["optimizer"] is not None:
+    if state["optimizer"] is not None:  # inside a task: as train_task built it
+        trainer.method.prepare_model()
         trainer.new_optimizer()
         trainer.optimizer.load_state_dict(state["optimizer"])
         trainer.scheduler.load_state_dict(state["scheduler"])
@@ -130,20 +131,10 @@ def load_trainer_state(trainer: Trainer, state: dict[str, Any]) -> None:
         trainer.warm_lrs = list(state["warm_lrs"])
     trainer.method.load_state_dict(state["method"])
     trainer.memory.load_state_dict({k: np.asarray(v) for k, v in state["memory"].items()})
-    for name, value in state["running"].items():
-        setattr(trainer, name, _on_device(value, trainer.device))
+    trainer.steps.running.load_state_dict(state["running"])
     trainer.record = RunRecord.from_state_dict(state["record"])
     trainer.writer.load_state_dict(state["results"])
-    trainer.resume = ResumePoint.at(StreamPosition(**state["position"]))
+    trainer.resume = ResumePoint.at(position)
     if trainer.checkpointer is not None:
-        trainer.checkpointer.last_step = trainer.global_step
+        trainer.checkpointer.last_step = trainer.steps.global_step
     set_rng_state(state["rng"])
-
-
-def _on_device(value: Any, device: torch.device) -> Any:
-    """value with its tensors (also inside lists and tuples) on the device."""
-    if isinstance(value, torch.Tensor):
-        return value.to(device)
-    if isinstance(value, list | tuple):
-        return type(value)(_on_device(item, device) for item in value)
-    return value

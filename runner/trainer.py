@@ -1,4 +1,9 @@
-"""The one training loop: tasks, online or offline streams, memory epochs and evaluation."""
+"""The one training loop: tasks, online or offline streams, memory epochs and evaluation.
+
+Methods change it only through the contract in methods/base.py (its docstring gives the order
+of construction and of the hooks); runner/steps.py runs the steps, runner/run_state.py says
+what a checkpoint holds.
+"""
 
 from __future__ import annotations
 
@@ -6,19 +11,18 @@ import logging
 import math
 import time
 from collections.abc import Callable
-from functools import partial
 
 import torch
 from hydra.utils import instantiate
 from omegaconf import DictConfig, OmegaConf
 from tqdm import tqdm
 
-from rainbow_runner.datasets.augment.pipeline import Augmenter, MixedBatch
+from rainbow_runner.datasets.augment.pipeline import Augmenter
 from rainbow_runner.datasets.base import ImageData
-from rainbow_runner.datasets.devices import to_device_async
 from rainbow_runner.datasets.splits import TaskSplit
-from rainbow_runner.memory import MEMORIES, SelectionContext
+from rainbow_runner.memory import MEMORIES
 from rainbow_runner.methods import METHODS
+from rainbow_runner.methods.base import MethodContext, RunSettings
 from rainbow_runner.runner.checkpoint import Checkpointer
 from rainbow_runner.runner.config_check import ConfigError
 from rainbow_runner.runner.evaluation import Evaluation, evaluate_test_set, record_task
@@ -28,6 +32,7 @@ from rainbow_runner.runner.models import (
     optimize_model,
     switch_setting,
 )
+from rainbow_runner.runner.options import memory_options, method_options
 from rainbow_runner.runner.reporting.results import ResultWriter
 from rainbow_runner.runner.run_state import (
     MEMORY_PHASE,
@@ -38,20 +43,16 @@ from rainbow_runner.runner.run_state import (
     load_trainer_state,
     trainer_state_dict,
 )
+from rainbow_runner.runner.running import NonFiniteLossError, WindowStats
+from rainbow_runner.runner.steps import PlannedStep, StepRunner
+
+__all__ = ["NonFiniteLossError", "RunRecord", "Trainer"]
 
 log = logging.getLogger(__name__)
-# Steps whose loss and predictions may wait for the window's flush to be added up: bounds their
-# memory at a large log_every. The sums are taken at fixed steps (checkpoints keep the pending
-# steps), so a resumed run adds up the same numbers in the same order.
-MAX_PENDING_STEPS = 512
-
-
-class NonFiniteLossError(RuntimeError):
-    """Training diverged; results of the finished tasks are already on disk."""
 
 
 class Trainer:
-    """Wires data, model, method and memory, and runs the task sequence."""
+    """Wires data, model, memory and method (in that order), and runs the task sequence."""
 
     def __init__(
         self,
@@ -61,42 +62,109 @@ class Trainer:
         device: torch.device,
         writer: ResultWriter,
     ) -> None:
-        self.cfg = cfg
-        self.device = device
-        self.writer = writer
-        self.method = METHODS.get(cfg.mode.name)(self)
-        self.split = self.method.prepare_split(split)
-        self.n_groups = split.n_classes // split.classes_per_task
-        self.train_x = self._to_device(data.train_x)
-        self.test_x = self._to_device(data.test_x)
+        if not OmegaConf.is_readonly(cfg):  # `${...}` reads cost ~0.1 ms: resolve them once
+            OmegaConf.resolve(cfg)
+        self.cfg, self.device, self.writer = cfg, device, writer
+        method_class = METHODS.get(cfg.mode.name)
+        self.split = method_class.prepare_split(split)
+        self.online = cfg.stream.name == "online" and not method_class.offline_only
+        self.train_x = _on(data.train_x, device)
+        self.test_x = _on(data.test_x, device)
         self.train_labels_cpu = split.relabel(data.train_y)
-        self.train_labels = self.train_labels_cpu.to(device)
         self.test_labels = split.relabel(data.test_y).to(device)
         self.n_exposed = self.split.exposed[0]
-        self.model = instantiate(cfg.model, in_shape=data.image_shape, n_classes=self.n_exposed).to(
-            device
-        )
-        memory_options = {k: v for k, v in cfg.mem_manage.items() if k != "name"}
-        capacity = int(cfg.mem_size) if self.method.uses_memory else 0
+        self.model = instantiate(cfg.model, in_shape=data.image_shape, n_classes=self.n_exposed)
+        self.model.to(device)
+        capacity = int(cfg.mem_size) if method_class.uses_memory else 0
         self.memory = MEMORIES.get(cfg.mem_manage.name)(
-            capacity=capacity, seed=int(cfg.seed), **memory_options
+            capacity=capacity, seed=int(cfg.seed), **memory_options(cfg)
         )
-        self.online = cfg.stream.name == "online" and not self.method.offline_only
-        self.global_step = 0
+        self.augmenter = self._setup_speed(data)
+        self.optimizer: torch.optim.Optimizer | None = None
+        self.scheduler = None
+        self.context = MethodContext(
+            model=self.model,
+            memory=self.memory,
+            split=self.split,
+            device=device,
+            train_labels=self.train_labels_cpu,
+            fetch_images=self.fetch_images,
+            augment=self.augmenter.augment_images,
+            normalize=self.augmenter.normalize,
+            writer=writer,
+            settings=self._settings(),
+            precision=self.precision,
+            new_optimizer=self.new_optimizer,
+            n_exposed=self.n_exposed,
+        )
+        self.method = method_class(self.context, **method_options(cfg))
+        self.steps = StepRunner(
+            self.method,
+            self.model,
+            self.augmenter,
+            self.fetch_images,
+            self.train_labels_cpu.to(device),
+            int(cfg.log_every),
+            self._log_window,
+            self._where,
+            pin_indices=device.type == "cuda" and isinstance(self.train_x, torch.Tensor),
+        )
+        # Steps drawn ahead and prepared in one call when their batches are known ahead.
+        self.steps_ahead = max(1, int(cfg.augment_chunk) // int(cfg.batchsize))
+        self.task_id = 0
         self.task_epoch = 0  # passes so far in the current task (for warmup_epochs)
         self.warm_lrs: list[float] | None = None  # the lrs a warm-up pass lowered
         self.record = RunRecord()
         self.checkpointer: Checkpointer | None = None  # set by runner.app; None: no checkpoints
         self.resume = ResumePoint()  # where load_state_dict() says the run picks up
         self.run_started = self.task_started = time.perf_counter()
-        self.optimizer: torch.optim.Optimizer | None = None
-        self.scheduler = None
-        self.progress: tqdm | None = None
-        self._setup_speed(data)
-        self._reset_running()
 
-    def _to_device(self, images):
-        return images.to(self.device) if isinstance(images, torch.Tensor) else images
+    def _settings(self) -> RunSettings:
+        cfg = self.cfg
+        return RunSettings(
+            batchsize=int(cfg.batchsize),
+            mem_batchsize=int(cfg.mem_batchsize),
+            eval_batchsize=int(cfg.eval_batchsize),
+            n_epoch=int(cfg.n_epoch),
+            memory_epochs=int(cfg.stream.memory_epochs),
+            online=self.online,
+            replay=str(cfg.replay),
+            seed=int(cfg.seed),
+            memory_name=str(cfg.mem_manage.name),
+        )
+
+    def _setup_speed(self, data: ImageData) -> Augmenter:
+        """AMP, memory format, compile and the augmenter's CUDA graphs, fixed once."""
+        keep_freed_memory()
+        on_gpu = self.device.type == "cuda"
+        if on_gpu:  # fastest convolution algorithms for the (fixed) batch shapes
+            torch.backends.cudnn.benchmark = True
+        cfg = self.cfg
+        try:
+            self.precision = MixedPrecision(cfg.get("amp", "off"), self.device)
+            speed = optimize_model(self.model, self.device, cfg.channels_last, cfg.compile)
+            graphs = switch_setting(cfg.get("cuda_graphs", True), "cuda_graphs") != "off"
+        except ValueError as error:
+            raise ConfigError(str(error)) from error
+        padding = None if cfg.crop_padding == "auto" else int(cfg.crop_padding)
+        hflip = data.hflip if cfg.flip == "auto" else bool(cfg.flip)
+        augmenter = Augmenter(
+            list(cfg.trans),
+            data.mean,
+            data.std,
+            hflip,
+            data.image_shape[-1],
+            self.device,
+            padding=padding,
+            cuda_graphs=graphs,
+        )
+        log.info(
+            "speed: amp %s | %s | cuda_graphs %s",
+            self.precision.mode,
+            speed,
+            "on" if on_gpu and graphs else "off",
+        )
+        return augmenter
 
     def fetch_images(self, indices: torch.Tensor) -> torch.Tensor:
         """uint8 training images on the device, for any index tensor."""
@@ -108,203 +176,77 @@ class Trainer:
             return self.train_x[indices]
         return self.train_x[indices].to(self.device, non_blocking=True)
 
-    def selection_context(self) -> SelectionContext:
-        return SelectionContext(
-            model=self.model,
-            fetch_images=self.fetch_images,
-            normalize=self.augmenter.normalize,
-            n_exposed=self.n_exposed,
-            task_id=self.task_id,
-            device=self.device,
-            batchsize=int(self.cfg.eval_batchsize),
-        )
-
     def new_optimizer(self) -> None:
-        """A fresh optimizer and scheduler per task, as in the paper (the head may have grown)."""
-        self.optimizer = instantiate(self.cfg.optimizer)(self.model.parameters())
+        """A fresh optimizer and scheduler over the method's parameters (every task, as in the
+        paper: the head may have grown)."""
+        self.optimizer = instantiate(self.cfg.optimizer)(self.method.parameter_groups())
         self.scheduler = instantiate(self.cfg.scheduler)(self.optimizer)
+        self.context.optimizer = self.optimizer
 
-    def _setup_speed(self, data: ImageData) -> None:
-        """Settings the step reads, fixed once: AMP, memory format, compile, plain config values.
+    # --- epochs and passes --------------------------------------------------------------------
 
-        Interpolations are resolved in place first: reading a `${...}` value costs ~0.1 ms, and
-        methods read some (mem_batchsize) on every step.
-        """
-        if not OmegaConf.is_readonly(self.cfg):
-            OmegaConf.resolve(self.cfg)
-        self.log_every = int(self.cfg.log_every)
-        # Steps whose augmentation runs as one call when their batches are known ahead.
-        self.steps_ahead = max(1, int(self.cfg.augment_chunk) // int(self.cfg.batchsize))
-        keep_freed_memory()
-        on_gpu = self.device.type == "cuda"
-        # CUDA: the step's index tensors go to the GPU without a host sync when the data is there.
-        self.pin_indices = on_gpu and isinstance(self.train_x, torch.Tensor)
-        if on_gpu:  # fastest convolution algorithms for the (fixed) batch shapes
-            torch.backends.cudnn.benchmark = True
-        try:
-            self.precision = MixedPrecision(self.cfg.get("amp", "off"), self.device)
-            speed = optimize_model(
-                self.model,
-                self.device,
-                self.cfg.get("channels_last", "auto"),
-                self.cfg.get("compile", False),
-            )
-            graphs = switch_setting(self.cfg.get("cuda_graphs", True), "cuda_graphs") != "off"
-        except ValueError as error:
-            raise ConfigError(str(error)) from error
-        self.augmenter = Augmenter(
-            list(self.cfg.trans),
-            data.mean,
-            data.std,
-            data.hflip,
-            data.image_shape[-1],
-            self.device,
-            cuda_graphs=graphs,
+    def _log_window(self, stats: WindowStats) -> None:
+        step = self.steps.global_step
+        self.writer.scalar("train/loss", stats.loss, step)
+        self.writer.scalar("train/accuracy", stats.accuracy, step)
+        self.writer.scalar("train/lr", self.optimizer.param_groups[0]["lr"], step)
+
+    def _where(self) -> str:
+        return (
+            f"in task {self.task_id + 1}/{self.split.n_tasks} (steps up to "
+            f"{self.steps.global_step}); lower lr={self.cfg.lr} or check the data. Results of "
+            f"the {len(self.record.task_accuracy)} finished task(s) are in results/."
         )
-        log.info(
-            "speed: amp %s | %s | cuda_graphs %s",
-            self.precision.mode,
-            speed,
-            "on" if on_gpu and graphs else "off",
-        )
-
-    # --- steps and epochs -------------------------------------------------------------------
-
-    def _reset_running(self) -> None:
-        """Zero the log window's and the task's running sums (run_state.RUNNING_STATE)."""
-        zero = torch.zeros((), device=self.device)
-        self.loss_sum, self.correct_sum, self.seen_sum = zero.clone(), zero.clone(), 0
-        self.window_steps = 0
-        self.task_loss_sum, self.task_steps = zero.clone(), 0
-        self.step_losses: list[torch.Tensor] = []  # steps not yet in loss_sum and correct_sum
-        self.step_predictions: list[tuple[torch.Tensor, torch.Tensor]] = []
-
-    def _indices_for_data(self, indices: torch.Tensor) -> torch.Tensor:
-        return to_device_async(indices, self.device) if self.pin_indices else indices
-
-    def batches_ahead(self, planned: list[torch.Tensor]) -> list[MixedBatch]:
-        """The training batches of the planned steps' indices, from one call for all of them.
-
-        Every image still draws its own augmentation and every step mixes within its own batch;
-        a call costs about as much for 8 small batches as for one (the cost of a small batch is
-        its count of tensor operations, not its pixels).
-        """
-        indices = self._indices_for_data(planned[0] if len(planned) == 1 else torch.cat(planned))
-        images = self.augmenter.augment_images(self.fetch_images(indices))
-        if indices.device != self.train_labels.device:
-            indices = indices.to(self.train_labels.device)
-        labels = self.train_labels.index_select(0, indices)
-        return self.augmenter.finish_steps(images, labels, [len(b) for b in planned])
-
-    def _run_steps(self, planned: list[torch.Tensor]) -> None:
-        """A step on each of the planned batches, prepared together (augment_chunk)."""
-        if self.steps_ahead > 1:
-            for batch in self.batches_ahead(planned):
-                self.train_step(batch)
-        else:  # augment_chunk=0: each step prepares its own batch
-            for indices in planned:
-                self.train_step(self.batches_ahead([indices])[0])
-
-    def step(self, indices: torch.Tensor) -> None:
-        """One gradient step on the given training-set indices."""
-        self._run_steps([indices])
-
-    def train_step(self, batch: MixedBatch) -> None:
-        """One gradient step on a prepared batch; no host sync (_flush_window syncs)."""
-        single = len(batch.y) == 1  # BatchNorm cannot normalise one sample: use running stats
-        if single or not self.model.training:  # train() walks every module: only when needed
-            self.model.train(not single)
-        with self.precision.autocast():
-            loss, logits = self.method.loss(batch)
-        self.optimizer.zero_grad(set_to_none=True)
-        self.precision.backward_and_step(loss, self.optimizer)
-        self.method.after_step()
-        self.global_step += 1
-        # Added up once per log window (_add_up_steps): one kernel per step, not six.
-        self.step_losses.append(loss.detach())
-        self.step_predictions.append((logits.argmax(1), batch.y))
-        if len(self.step_losses) >= MAX_PENDING_STEPS:
-            self._add_up_steps()
-        self.task_steps += 1
-        self.seen_sum += len(batch.y)
-        self.window_steps += 1
-        if self.progress is not None:
-            self.progress.update(1)
-        if self.window_steps >= self.log_every:
-            self._flush_window()
-
-    def _add_up_steps(self) -> None:
-        """Take the steps' losses and correct predictions into the log window's running sums."""
-        if not self.step_losses:
-            return
-        self.loss_sum += torch.stack(self.step_losses).sum()
-        columns = zip(*self.step_predictions, strict=True)
-        predicted, labels = (torch.cat(column) for column in columns)
-        self.correct_sum += (predicted == labels).sum()
-        self.step_losses, self.step_predictions = [], []
-
-    def _flush_window(self) -> None:
-        """Sync once per window: check the loss, log it, update the progress bar."""
-        if self.window_steps == 0:
-            return
-        self._add_up_steps()
-        mean_loss = (self.loss_sum / self.window_steps).item()
-        if not math.isfinite(mean_loss):
-            raise NonFiniteLossError(
-                f"the training loss became {mean_loss} in task {self.task_id} (steps up to "
-                f"{self.global_step}); lower lr={self.cfg.lr} or check the data. Results of "
-                f"the {len(self.record.task_accuracy)} finished task(s) are in results/."
-            )
-        accuracy = 100.0 * self.correct_sum.item() / max(int(self.seen_sum), 1)
-        lr = self.optimizer.param_groups[0]["lr"]
-        self.writer.scalar("train/loss", mean_loss, self.global_step)
-        self.writer.scalar("train/accuracy", accuracy, self.global_step)
-        self.writer.scalar("train/lr", lr, self.global_step)
-        if self.progress is not None:
-            self.progress.set_postfix(loss=f"{mean_loss:.3f}", acc=f"{accuracy:.1f}")
-        self.task_loss_sum += self.loss_sum
-        self.loss_sum.zero_()
-        self.correct_sum.zero_()
-        self.seen_sum = 0
-        self.window_steps = 0
 
     def _plan_steps(self, n_steps: int) -> None:
-        if self.progress is not None:
-            self.progress.total = (self.progress.total or 0) + n_steps
-            self.progress.refresh()
+        progress = self.steps.progress
+        if progress is not None:
+            progress.total = (progress.total or 0) + n_steps
+            progress.refresh()
 
     def run_epoch(
         self,
         pool: torch.Tensor,
+        n_stream: int,
         phase: int = STREAM_PHASE,
         epoch: int = 0,
         resume_at: StreamPosition | None = None,
     ) -> None:
-        """One shuffled pass over the pool of training-set indices, then a scheduler step.
+        """One shuffled pass over a pool of training-set indices (its first n_stream from the
+        stream), then a scheduler step. A pool of stream samples only gets replay() per step.
 
         A resumed run passes resume_at: the epoch's saved order and how far it had got.
         """
         batchsize = int(self.cfg.batchsize)
         if resume_at is None:
-            order, first = pool[torch.randperm(len(pool))], 0
+            shuffle = torch.randperm(len(pool))
+            order, first = pool[shuffle], 0
+            flags = shuffle >= n_stream if 0 < n_stream < len(pool) else None
         else:
-            order, first = resume_at.order, resume_at.batch
+            order, first, flags = resume_at.order, resume_at.batch, resume_at.memory_flags
         self._plan_steps(max(0, math.ceil((len(order) - first) / batchsize)))
         warm = self._begin_epoch() if resume_at is None else resume_at.warm
-        batches = [
-            order[start : start + batchsize] for start in range(first, len(order), batchsize)
-        ]
+        starts = range(first, len(order), batchsize)
+        replaying = phase == STREAM_PHASE and flags is None  # the pool holds no memory rows
         # Checkpoints only between chunks: a resumed run augments the same chunks.
-        for done in range(0, len(batches), self.steps_ahead):
-            chunk = batches[done : done + self.steps_ahead]
-            self._run_steps(chunk)
-            reached = first + (done + len(chunk)) * batchsize
-            self._checkpoint_inside(phase, epoch, reached, order, warm)
+        for done in range(0, len(starts), self.steps_ahead):
+            planned = []
+            for start in starts[done:][: self.steps_ahead]:
+                rows = order[start : start + batchsize]
+                if replaying:
+                    planned.append(PlannedStep.of(rows, self.method.replay(rows)))
+                elif flags is None:  # memory epochs: every row is a memory sample
+                    planned.append(PlannedStep(rows, 0))
+                else:
+                    planned.append(PlannedStep(rows, 0, flags[start : start + batchsize]))
+            self.steps.run(planned, together=self.steps_ahead > 1)
+            reached = first + (done + len(planned)) * batchsize
+            self._checkpoint_inside(phase, epoch, reached, order, warm, flags)
         self._end_epoch(warm)
 
     def _begin_epoch(self) -> bool:
         """warmup_epochs: a task's first passes run at 0.1*lr (the paper's code does one)."""
-        warm = self.task_epoch < int(self.cfg.get("warmup_epochs", 0))
+        warm = self.task_epoch < int(self.cfg.warmup_epochs)
         self.task_epoch += 1
         if warm:
             self.warm_lrs = [group["lr"] for group in self.optimizer.param_groups]
@@ -323,67 +265,75 @@ class Trainer:
     def online_pass(
         self, task_indices: torch.Tensor, resume_at: StreamPosition | None = None
     ) -> None:
-        """Each incoming batch once, in stream order, with online_iter steps per batch."""
+        """Each incoming batch once, in stream order, with online_iter steps per batch.
+
+        Unless the method draws with the model (stepwise_draws), a chunk of incoming batches is
+        drawn first, in the order a step-by-step pass draws them (each batch's replay() calls,
+        then its observe_stream()), and trained on after: every step gets the same indices.
+        """
         batchsize, repeats = int(self.cfg.batchsize), int(self.cfg.stream.online_iter)
         first = 0 if resume_at is None else resume_at.batch
         self._plan_steps(max(0, math.ceil((len(task_indices) - first) / batchsize)) * repeats)
         warm = self._begin_epoch() if resume_at is None else resume_at.warm
         starts = range(first, len(task_indices), batchsize)
-        per_chunk = max(1, self.steps_ahead // repeats)
+        stepwise = self.method.stepwise_draws
+        per_chunk = 1 if stepwise else max(1, self.steps_ahead // repeats)
         for done in range(0, len(starts), per_chunk):  # checkpoints only between chunks
             chunk = [task_indices[start : start + batchsize] for start in starts[done:][:per_chunk]]
-            self._online_chunk(chunk, repeats)
+            planned = []
+            for incoming in chunk:
+                for _ in range(repeats):
+                    step = PlannedStep.of(incoming, self.method.replay(incoming))
+                    if stepwise:
+                        self.steps.run([step], together=True)
+                    else:
+                        planned.append(step)
+                self.method.observe_stream(incoming)  # stepwise: after its steps (DER's logits)
+            self.steps.run(planned, together=self.steps_ahead > 1)
             reached = first + (done + len(chunk)) * batchsize
             self._checkpoint_inside(STREAM_PHASE, 0, reached, None, warm)
         self._end_epoch(warm)
 
-    def _online_chunk(self, chunk: list[torch.Tensor], repeats: int) -> None:
-        """The steps of a few incoming batches, drawn first and augmented in one call.
-
-        Neither online_batch nor observe_stream depends on the steps (a memory chooses from
-        indices and labels, never from the model), so the chunk's batches are drawn first, in
-        the order a step-by-step pass draws them: each incoming batch's online_batch calls,
-        then its observe_stream. Every step gets exactly the indices it would have got.
-        """
-        planned = []
-        for incoming in chunk:
-            planned += [self.method.online_batch(incoming) for _ in range(repeats)]
-            self.method.observe_stream(incoming)
-        self._run_steps(planned)
-
-    def _run_epochs(self, phase: int, n_epochs: int, make_pool: Callable[[], torch.Tensor]) -> None:
+    def _run_epochs(
+        self, phase: int, n_epochs: int, make_pool: Callable[[], tuple[torch.Tensor, int]]
+    ) -> None:
         """Shuffled epochs over make_pool()'s indices, skipping those a resumed run has done."""
         for epoch in range(n_epochs):
             if self.resume.already_done(phase, epoch):
                 continue
             resume_at = self.resume.continue_at(phase, epoch)
-            pool = resume_at.order if resume_at else make_pool()
+            pool, n_stream = make_pool() if resume_at is None else (resume_at.order, 0)
             if len(pool):
-                self.run_epoch(pool, phase, epoch, resume_at)
+                self.run_epoch(pool, n_stream, phase, epoch, resume_at)
+
+    def begin_task(self) -> None:
+        """grow the head -> prepare_model -> optimizer over parameter_groups -> before_task."""
+        self.model.grow(self.n_exposed)
+        self.method.prepare_model()
+        self.new_optimizer()
+        self.task_epoch = 0
+        self.method.before_task(self.task_id)
 
     def train_task(self, task_id: int, task_indices: torch.Tensor) -> None:
         """Everything that happens between two evaluations (from self.resume when resuming)."""
-        self.task_id = task_id
-        self.n_exposed = self.split.exposed[task_id]
+        self.task_id = self.context.task_id = task_id
+        self.n_exposed = self.context.n_exposed = self.split.exposed[task_id]
         if self.resume.position is None:  # a run resumed inside the task has restored all this
-            self.model.grow(self.n_exposed)
-            self.new_optimizer()
-            self.task_epoch = 0
-            self.method.before_task(task_id)
+            self.begin_task()
         if self.online:
             if not self.resume.already_done(STREAM_PHASE, 0):
                 self.online_pass(task_indices, self.resume.continue_at(STREAM_PHASE, 0))
         else:
-            offline_pool = partial(self.method.offline_pool, task_indices)
-            self._run_epochs(STREAM_PHASE, int(self.cfg.n_epoch), offline_pool)
+            epochs = int(self.cfg.n_epoch)
+            self._run_epochs(STREAM_PHASE, epochs, lambda: self.method.offline_pool(task_indices))
         if self.resume.position is None:  # else it stopped in a memory epoch, after this update
             self.method.end_stream(task_id, task_indices, streamed=self.online)
-        memory_epochs = self.method.memory_epochs(self.online)
-        self._run_epochs(MEMORY_PHASE, memory_epochs, self.method.memory_pool)
-        self._flush_window()
+        memory_pool = self.method.memory_pool
+        self._run_epochs(MEMORY_PHASE, self.method.memory_epochs(), lambda: (memory_pool(), 0))
+        self.steps.flush_window()
         self.method.after_task(task_id)
 
-    # --- evaluation -------------------------------------------------------------------------
+    # --- evaluation and the run ---------------------------------------------------------------
 
     def evaluate(self) -> Evaluation:
         """Accuracy on the test samples of the exposed classes, per class and per task group."""
@@ -393,7 +343,7 @@ class Trainer:
             self.test_x,
             self.test_labels,
             split=self.split,
-            n_groups=self.n_groups,
+            n_groups=self.context.n_groups,
             n_exposed=self.n_exposed,
             topk=int(self.cfg.topk),
             batchsize=int(self.cfg.eval_batchsize),
@@ -402,12 +352,9 @@ class Trainer:
             precision=self.precision,
         )
 
-    # --- the run ----------------------------------------------------------------------------
-
     def run(self) -> RunRecord:
         """Train and evaluate every task, writing results after each one."""
         if self.resume.first_task == 0 and self.resume.position is None:
-            self.task_id = 0
             self.record.untrained_group_accuracy = self.evaluate().group_accuracy
         started = self.run_started = time.perf_counter() - self.record.seconds
         for task_id, task_indices in enumerate(self.split.train_tasks):
@@ -415,7 +362,7 @@ class Trainer:
                 continue
             done_before = 0.0 if self.resume.position is None else self.resume.position.seconds
             task_started = self.task_started = time.perf_counter() - done_before
-            self.progress = tqdm(
+            self.steps.progress = tqdm(
                 total=0,
                 desc=f"task {task_id + 1}/{self.split.n_tasks}",
                 disable=not self.cfg.progress,
@@ -425,26 +372,31 @@ class Trainer:
             try:
                 self.train_task(task_id, task_indices)
             finally:
-                self.progress.close()
-                self.progress = None
+                self.steps.progress.close()
+                self.steps.progress = None
             evaluation = self.evaluate()
             self._record_task(task_id, task_indices, evaluation, time.perf_counter() - task_started)
-            self._reset_running()
+            self.steps.running.reset()
             if self.checkpointer is not None:
                 self.checkpointer.save(self.state_dict(StreamPosition(task=task_id + 1)))
         self.record.seconds = time.perf_counter() - started
         return self.record
 
-    # --- checkpoints (runner/run_state.py says what they hold, runner/checkpoint.py writes them)
-
     def _checkpoint_inside(
-        self, phase: int, epoch: int, batch: int, order: torch.Tensor | None, warm: bool
+        self,
+        phase: int,
+        epoch: int,
+        batch: int,
+        order: torch.Tensor | None,
+        warm: bool,
+        flags: torch.Tensor | None = None,
     ) -> None:
         """A mid-task checkpoint once checkpoint_every steps have passed since the last one."""
-        if self.checkpointer is None or not self.checkpointer.due(self.global_step):
+        if self.checkpointer is None or not self.checkpointer.due(self.steps.global_step):
             return
         seconds = time.perf_counter() - self.task_started
         position = StreamPosition(self.task_id, True, phase, epoch, batch, order, warm, seconds)
+        position.memory_flags = flags
         self.checkpointer.save(self.state_dict(position))
 
     def state_dict(self, position: StreamPosition) -> dict:
@@ -458,7 +410,7 @@ class Trainer:
     def _record_task(
         self, task_id: int, task_indices: torch.Tensor, evaluation: Evaluation, seconds: float
     ) -> None:
-        train_loss = (self.task_loss_sum / max(self.task_steps, 1)).item()
+        train_loss = self.steps.running.task_loss()
         record_task(
             self.record,
             self.writer,
@@ -468,7 +420,7 @@ class Trainer:
             n_train_samples=len(task_indices),
             memory=self.memory,
             train_loss=train_loss,
-            steps=self.global_step,
+            steps=self.steps.global_step,
             seconds=seconds,
             topk=int(self.cfg.topk),
         )
@@ -483,3 +435,8 @@ class Trainer:
             train_loss,
             seconds,
         )
+
+
+def _on(images, device: torch.device):
+    """Tensor images move to the device; lazy folder readers stay where they are."""
+    return images.to(device) if isinstance(images, torch.Tensor) else images

@@ -55,15 +55,26 @@ class MixedPrecision:
             return nullcontext()
         return torch.autocast(self.device_type, dtype=self.dtype)
 
-    def backward_and_step(self, loss: torch.Tensor, optimizer: torch.optim.Optimizer) -> None:
-        """loss.backward() and optimizer.step(), through the GradScaler for fp16."""
+    def backward(self, loss: torch.Tensor, optimizer: torch.optim.Optimizer) -> None:
+        """loss.backward(), leaving true (unscaled) gradients in .grad for gradient hooks."""
         if self.scaler is None:
             loss.backward()
-            optimizer.step()
             return
         self.scaler.scale(loss).backward()
-        self.scaler.step(optimizer)  # unscales .grad first, so after_step hooks see true grads
+        self.scaler.unscale_(optimizer)
+
+    def step(self, optimizer: torch.optim.Optimizer) -> None:
+        """optimizer.step() after backward(); fp16 skips a step whose gradients overflowed."""
+        if self.scaler is None:
+            optimizer.step()
+            return
+        self.scaler.step(optimizer)  # already unscaled by backward()
         self.scaler.update()
+
+    def backward_and_step(self, loss: torch.Tensor, optimizer: torch.optim.Optimizer) -> None:
+        """backward() then step(): a plain training step (the bare-model benchmark's)."""
+        self.backward(loss, optimizer)
+        self.step(optimizer)
 
 
 def optimize_model(

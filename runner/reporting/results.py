@@ -68,6 +68,16 @@ class ResultWriter:
         if self.task_rows:  # back to the checkpoint's rows, even if no task is left to run
             self._write_tables()
 
+    def write_task_row(self, table: str, row: dict) -> None:
+        """Rewrite results/<table>.csv with this task's row after the earlier tasks' rows
+        (a resumed run drops rows of tasks it runs again); row["task"] names the task."""
+        path = self.results_dir / f"{table}.csv"
+        rows = pd.read_csv(path) if path.exists() else pd.DataFrame()
+        if len(rows):
+            rows = rows[rows["task"] < row["task"]]
+        frame = pd.concat([rows, pd.DataFrame([row])]) if len(rows) else pd.DataFrame([row])
+        write_csv_atomically(frame, path)
+
     def write_summary(self, summary: dict) -> None:
         write_csv_atomically(pd.DataFrame([summary]), self.results_dir / "summary.csv")
 

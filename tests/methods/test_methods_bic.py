@@ -7,7 +7,7 @@ import math
 import torch
 
 from rainbow_runner.methods.bic import apply_bias_correction, class_holdout
-from tests.test_methods_common import build_trainer
+from tests.methods.test_methods_common import build_trainer
 
 
 def test_correction_applies_each_groups_alpha_beta_to_its_classes():
@@ -36,7 +36,8 @@ def test_correction_starts_as_identity_and_stage_two_changes_only_the_new_group(
     assert len(method.holdout) == 10  # 10% of 2 classes x 50
     assert not torch.isin(method.replay_pool(), method.holdout).any()
     stream_steps = math.ceil(len(trainer.split.train_tasks[0]) / 16)
-    assert trainer.global_step == stream_steps + math.ceil(90 / 16)  # memory epoch without them
+    memory_epoch = math.ceil(90 / 16)  # the memory epoch trains without the held-out ones
+    assert trainer.steps.global_step == stream_steps + memory_epoch
     trainer.train_task(1, trainer.split.train_tasks[1])
     assert method.alpha[1].item() != 1.0 and method.beta[1].item() != 0.0
     assert method.alpha[[0, 2, 3, 4]].tolist() == [1.0] * 4
@@ -54,4 +55,4 @@ def test_blurry_runs_correct_the_group_of_the_task_not_the_last_columns(tmp_path
         trainer.train_task(task_id, trainer.split.train_tasks[task_id])
     assert method.alpha[1].item() != 1.0  # group 1 = labels 2, 3 of a 10-class head
     assert method.alpha[[0, 2, 3, 4]].tolist() == [1.0] * 4
-    assert method.n_old == 2 and method.n_seen == 4
+    assert method.context.n_old == 2 and method.context.n_seen == 4

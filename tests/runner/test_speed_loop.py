@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import math
+
 import pytest
 import torch
 
@@ -9,9 +11,11 @@ from rainbow_runner.datasets.augment import pipeline as augment
 from rainbow_runner.datasets.augment.pipeline import Augmenter, random_crop_flip
 from rainbow_runner.datasets.splits import make_split
 from rainbow_runner.runner import models
-from rainbow_runner.runner import trainer as trainer_module
+from rainbow_runner.runner import running as running_module
 from rainbow_runner.runner.config_check import ConfigError
 from rainbow_runner.runner.reporting.results import ResultWriter
+from rainbow_runner.runner.running import RunningSums
+from rainbow_runner.runner.steps import PlannedStep
 from rainbow_runner.runner.trainer import Trainer
 from tests.conftest import compose_config
 
@@ -146,25 +150,43 @@ def loss_recording_trainer(tmp_path, overrides: list[str]) -> tuple[Trainer, lis
     return trainer, losses
 
 
+def one_step(trainer: Trainer, indices: torch.Tensor) -> None:
+    """A training step on the given stream indices, as the loop runs it."""
+    trainer.steps.run([PlannedStep(indices, len(indices))], together=True)
+
+
 def test_task_loss_and_window_sums_add_up_over_flushes(tmp_path):
     trainer, losses = loss_recording_trainer(tmp_path, ["log_every=3", "mem_size=0"])
     for start in range(0, 7 * 16, 16):
-        trainer.step(torch.arange(start, start + 16))
-    assert trainer.window_steps == 1 and trainer.seen_sum == 16
-    trainer._flush_window()
-    assert trainer.task_steps == 7
-    assert trainer.task_loss_sum.item() == pytest.approx(sum(losses), rel=1e-5)
+        one_step(trainer, torch.arange(start, start + 16))
+    running = trainer.steps.running
+    assert running.window_steps == 1 and running.seen_sum == 16
+    trainer.steps.flush_window()
+    assert running.task_steps == 7
+    assert running.task_loss_sum.item() == pytest.approx(sum(losses), rel=1e-5)
 
 
 def test_pending_steps_are_added_up_at_the_cap_without_losing_any(tmp_path, monkeypatch):
-    monkeypatch.setattr(trainer_module, "MAX_PENDING_STEPS", 5)
+    monkeypatch.setattr(running_module, "MAX_PENDING_STEPS", 5)
     trainer, losses = loss_recording_trainer(tmp_path, ["log_every=1000", "mem_size=0"])
-    trainer.run_epoch(torch.arange(12 * 16))  # 12 steps: added up after steps 5 and 10
-    assert len(trainer.step_losses) == 2 and trainer.window_steps == 12
-    assert trainer.loss_sum.item() == pytest.approx(sum(losses[:10]), rel=1e-5)
-    trainer._flush_window()
-    assert trainer.task_loss_sum.item() == pytest.approx(sum(losses), rel=1e-5)
-    assert 0 <= trainer.correct_sum.item() <= 12 * 16
+    trainer.run_epoch(torch.arange(12 * 16), 12 * 16)  # 12 steps: added up after steps 5 and 10
+    running = trainer.steps.running
+    assert len(running.step_losses) == 2 and running.window_steps == 12
+    assert running.loss_sum.item() == pytest.approx(sum(losses[:10]), rel=1e-5)
+    trainer.steps.flush_window()
+    assert running.task_loss_sum.item() == pytest.approx(sum(losses), rel=1e-5)
+    assert 0 <= running.correct_sum.item() <= 12 * 16
+
+
+def test_running_sums_round_trip_through_their_state_dict():
+    sums = RunningSums(torch.device("cpu"))
+    for step in range(3):
+        logits = torch.randn(4, 3)
+        sums.add_step(torch.tensor(0.5 + step), logits, torch.tensor([0, 1, 2, 0]))
+    copy = RunningSums(torch.device("cpu"))
+    copy.load_state_dict(sums.state_dict())
+    assert sums.flush(str).loss == copy.flush(str).loss == pytest.approx(1.5)
+    assert copy.task_steps == 3 and copy.task_loss() == pytest.approx(1.5)
 
 
 def test_a_step_runs_under_bf16_autocast_on_cpu(tmp_path):
@@ -172,9 +194,9 @@ def test_a_step_runs_under_bf16_autocast_on_cpu(tmp_path):
     trainer = digits_trainer(tmp_path, ["amp=bf16", "mem_size=0"])
     assert trainer.precision.mode == "bf16"
     before = [p.detach().clone() for p in trainer.model.parameters()]
-    trainer.step(torch.arange(16))
+    one_step(trainer, torch.arange(16))
     after = list(trainer.model.parameters())
     assert all(p.dtype == torch.float32 for p in after)  # master weights stay float32
     assert any(not torch.equal(b, a) for b, a in zip(before, after, strict=True))
-    trainer._add_up_steps()
-    assert torch.isfinite(trainer.loss_sum) and trainer.loss_sum > 0
+    stats = trainer.steps.running.flush(str)
+    assert math.isfinite(stats.loss) and stats.loss > 0

@@ -79,5 +79,5 @@ def test_training_steps_never_wait_for_the_gpu(trans, chunked):
     finally:
         torch.cuda.set_sync_debug_mode("default")
     trainer._flush_window()
-    assert trainer.global_step >= 20
+    assert trainer.steps.global_step >= 20
     trainer.writer.close()

@@ -5,6 +5,8 @@ import re
 import pandas as pd
 import pytest
 
+from rainbow_runner.runner.options import apply_deprecated_keys
+from rainbow_runner.runner.steps import StepRunner
 from rainbow_runner.runner.trainer import Trainer
 from tests.conftest import TINY, compose_config, run_cli, run_in_process
 
@@ -13,11 +15,23 @@ def read(run_dir, name):
     return pd.read_csv(run_dir / "results" / name)
 
 
-def test_rm_defaults_to_the_uncertainty_memory_and_top_level_knobs():
-    cfg = compose_config(["mode=rm", "uncert_metric=vr_randaug", "uncert_k=5"])
+def test_rm_defaults_to_the_uncertainty_memory_and_its_knobs_live_under_mem_manage():
+    cfg = compose_config(["mode=rm", "mem_manage.metric=vr_randaug", "mem_manage.k=5"])
     assert cfg.mem_manage.name == "uncertainty"
     assert (cfg.mem_manage.metric, cfg.mem_manage.k) == ("vr_randaug", 5)
     assert compose_config(["mode=rm", "mem_manage=reservoir"]).mem_manage.name == "reservoir"
+
+
+def test_the_old_top_level_uncert_keys_still_work_with_a_deprecation_line():
+    cfg = compose_config(["mode=rm", "uncert_metric=vr_randaug", "uncert_k=5"])
+    warnings = apply_deprecated_keys(cfg)
+    assert (cfg.mem_manage.metric, cfg.mem_manage.k) == ("vr_randaug", 5)
+    assert warnings == [
+        "uncert_metric=vr_randaug is deprecated: use mem_manage.metric=vr_randaug "
+        "(mem_manage=uncertainty takes it).",
+        "uncert_k=5 is deprecated: use mem_manage.k=5 (mem_manage=uncertainty takes it).",
+    ]
+    assert apply_deprecated_keys(compose_config(["mode=rm"])) == []
 
 
 def test_cli_rm_run_with_paper_augmentation_writes_every_output(tmp_path):
@@ -43,13 +57,13 @@ def test_cli_rm_run_with_paper_augmentation_writes_every_output(tmp_path):
 
 def test_online_steps_pair_each_stream_batch_with_as_many_memory_samples(tmp_path, monkeypatch):
     sizes: list[int] = []
-    original = Trainer.train_step
+    original = StepRunner.train_step
 
     def recording_step(self, batch):
-        sizes.append((self.task_id, len(batch.y)))
+        sizes.append((self.method.context.task_id, len(batch.y)))
         return original(self, batch)
 
-    monkeypatch.setattr(Trainer, "train_step", recording_step)
+    monkeypatch.setattr(StepRunner, "train_step", recording_step)
     run_in_process(tmp_path, ["mode=rm", *TINY, "stream.memory_epochs=0"])
     first = [n for task, n in sizes if task == 0]
     later = [n for task, n in sizes if task == 1]
@@ -75,13 +89,21 @@ def test_warmup_epochs_run_at_a_tenth_of_lr_and_delay_the_schedule(
     tmp_path, monkeypatch, warmup, stream_lr, memory_lr
 ):
     rates: list[tuple[int, int, float]] = []
-    original = Trainer.train_step
+    original_step, original_run = StepRunner.train_step, Trainer.run
+    trainers: list[Trainer] = []
+
+    def recording_run(self):
+        trainers.append(self)
+        return original_run(self)
 
     def recording_step(self, batch):
-        rates.append((self.task_id, self.task_epoch, self.optimizer.param_groups[0]["lr"]))
-        return original(self, batch)
+        trainer = trainers[-1]
+        lr = trainer.optimizer.param_groups[0]["lr"]
+        rates.append((trainer.task_id, trainer.task_epoch, lr))
+        return original_step(self, batch)
 
-    monkeypatch.setattr(Trainer, "train_step", recording_step)
+    monkeypatch.setattr(Trainer, "run", recording_run)
+    monkeypatch.setattr(StepRunner, "train_step", recording_step)
     overrides = ["mode=rm", *TINY, "lr=0.05", "scheduler=anneal", f"warmup_epochs={warmup}"]
     run_in_process(tmp_path, overrides)
     for task in range(5):
@@ -94,8 +116,11 @@ def test_warmup_epochs_run_at_a_tenth_of_lr_and_delay_the_schedule(
 @pytest.mark.parametrize(
     ("override", "message"),
     [
-        ("uncert_metric=entropy", "unknown uncert_metric 'entropy'; valid choices are: vr, "),
-        ("uncert_k=0", "uncert_k=0 must be 1 or more"),
+        (
+            "mem_manage.metric=entropy",
+            "unknown mem_manage.metric 'entropy'; valid choices are: vr, ",
+        ),
+        ("mem_manage.k=0", "mem_manage.k=0 must be 1 or more"),
         ("trans=[cutmix,mixup]", "unknown trans entry 'mixup'"),
     ],
 )

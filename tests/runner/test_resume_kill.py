@@ -15,7 +15,7 @@ import torch
 
 from rainbow_runner.runner.checkpoint import CHECKPOINT_NAME
 from tests.conftest import REPO, run_cli, run_in_process
-from tests.test_resume_checkpoint import assert_same_results
+from tests.runner.test_resume_checkpoint import assert_same_results
 
 ONLINE_ER = ["mode=er", "stream=online", "n_epoch=2", "mem_size=60", "progress=false"]
 OFFLINE_ER = ["mode=er", "stream=offline", "exp=disjoint", "n_epoch=2", "mem_size=60"]

@@ -60,14 +60,19 @@ def test_online_iter_repeats_steps_and_memory_epochs_add_replay(tmp_path):
     assert tasks.steps[0] == first_task
 
 
-def test_offline_runs_n_epoch_over_stream_and_memory(tmp_path):
-    run_in_process(
-        tmp_path, ["mode=er", "stream=offline", "n_epoch=2", "mem_size=50", "progress=false"]
+def test_offline_er_draws_memory_into_every_step_or_concatenates_it(tmp_path):
+    common = ["mode=er", "stream=offline", "n_epoch=2", "mem_size=50", "progress=false"]
+    run_in_process(tmp_path / "per_step", common)  # replay=per_step, the default
+    run_in_process(tmp_path / "concat", [*common, "replay=concat"])
+    per_step, concat = (
+        read(tmp_path / "per_step", "tasks.csv"),
+        read(tmp_path / "concat", "tasks.csv"),
     )
-    tasks = read(tmp_path, "tasks.csv")
-    first = 2 * math.ceil(tasks.n_train_samples[0] / 16)
-    second = 2 * math.ceil((tasks.n_train_samples[1] + 50) / 16)
-    assert tasks.steps[0] == first and tasks.steps[1] == first + second
+    first = 2 * math.ceil(per_step.n_train_samples[0] / 16)
+    assert per_step.steps[0] == first  # the memory is empty during the first task
+    assert per_step.steps[1] == first + 2 * math.ceil(per_step.n_train_samples[1] / 16)
+    second = 2 * math.ceil((concat.n_train_samples[1] + 50) / 16)  # stream + memory, shuffled
+    assert concat.steps[0] == first and concat.steps[1] == first + second
 
 
 def test_joint_trains_once_on_everything(tmp_path):
@@ -110,10 +115,10 @@ def test_non_finite_loss_stops_with_a_clear_error_and_keeps_finished_tasks(tmp_p
 
     def loss_that_diverges_in_task_2(self, batch):
         loss, logits = original(self, batch)
-        return (loss * float("nan") if self.trainer.task_id >= 1 else loss), logits
+        return (loss * float("nan") if self.context.task_id >= 1 else loss), logits
 
     monkeypatch.setattr(ExperienceReplay, "loss", loss_that_diverges_in_task_2)
-    with pytest.raises(RuntimeError, match="training loss became nan in task 1"):
+    with pytest.raises(RuntimeError, match="training loss became nan in task 2/5"):
         run_in_process(tmp_path, ["mode=er", *TINY])
     assert len(read(tmp_path, "tasks.csv")) == 1
     summary = read(tmp_path, "summary.csv").iloc[0]

@@ -7,14 +7,14 @@ import torch
 from torch import nn
 
 from rainbow_runner.datasets.augment.pipeline import MixedBatch
-from rainbow_runner.methods.regularization import (
+from rainbow_runner.methods.functional import (
     diagonal_fisher,
     penalized_parameters,
     quadratic_penalty,
 )
 from rainbow_runner.methods.rwalk import normalized
 from rainbow_runner.runner.models import mlp
-from tests.test_methods_common import build_trainer
+from tests.methods.test_methods_common import build_trainer
 
 
 def test_penalty_is_zero_at_the_anchor_and_grows_with_fisher_weighted_distance():
@@ -71,7 +71,7 @@ def test_ewc_adds_its_penalty_once_per_step_after_the_first_task(tmp_path):
             param.add_(0.01)
     indices = trainer.split.train_tasks[0][:8]
     x = trainer.augmenter.normalize(trainer.fetch_images(indices))
-    batch = MixedBatch(x, trainer.train_labels[indices])
+    batch = MixedBatch(x, trainer.steps.train_labels[indices])
     loss, logits = method.loss(batch)
     cross_entropy = nn.functional.cross_entropy(logits, batch.y)
     params = penalized_parameters(trainer.model)

@@ -6,7 +6,7 @@ import pandas as pd
 import pytest
 
 from tests.conftest import TINY, run_in_process
-from tests.test_methods_common import BASELINES
+from tests.methods.test_methods_common import BASELINES
 
 SETTINGS = [
     ("online", "disjoint"),

@@ -6,8 +6,8 @@ import torch
 from torch.nn import functional as F
 
 from rainbow_runner.datasets.augment.pipeline import MixedBatch
-from rainbow_runner.methods.icarl import class_means, nearest_mean_scores
-from tests.test_methods_common import build_trainer
+from rainbow_runner.methods.functional import class_means, nearest_mean_scores
+from tests.methods.test_methods_common import build_trainer
 
 
 def test_nearest_mean_picks_the_closest_normalised_class_mean():
@@ -54,8 +54,8 @@ def test_loss_targets_old_classes_with_the_old_models_sigmoid(tmp_path):
     trainer = build_trainer(tmp_path, ["mode=icarl", "exp=blurry10", "n_epoch=1", "mem_size=60"])
     method = trainer.method
     trainer.train_task(0, trainer.split.train_tasks[0])
-    trainer.task_id = 1  # as train_task(1) sets it
-    assert method.n_old == 2  # blurry: the classes of task 0's group, not all exposed ones
+    trainer.context.task_id = 1  # as train_task(1) sets it
+    assert method.context.n_old == 2  # blurry: the classes of task 0's group, not all exposed ones
     x = trainer.augmenter.normalize(trainer.test_x[:8])
     y = trainer.test_labels[:8]
     loss, logits = method.loss(MixedBatch(x, y))

@@ -10,8 +10,9 @@ import torch
 
 from rainbow_runner.datasets.augment.pipeline import MixedBatch
 from rainbow_runner.runner.config_check import ConfigError, check_config
+from rainbow_runner.runner.steps import PlannedStep
 from tests.conftest import compose_config
-from tests.test_speed_loop import digits_trainer
+from tests.runner.test_speed_loop import digits_trainer
 
 
 def recording_trainer(tmp_path, overrides: list[str]):
@@ -26,11 +27,12 @@ def recording_trainer(tmp_path, overrides: list[str]):
         return images.clone()
 
     trainer.augmenter.augment_images = identity
-    batches_ahead, train_step = trainer.batches_ahead, trainer.train_step
+    runner = trainer.steps
+    batches_ahead, train_step = runner.batches_ahead, runner.train_step
 
     def recording_batches_ahead(planned):
         batches = batches_ahead(planned)
-        prepared.extend(zip([indices.clone() for indices in planned], batches, strict=True))
+        prepared.extend(zip([step.indices.clone() for step in planned], batches, strict=True))
         return batches
 
     def recording_train_step(batch):
@@ -39,14 +41,16 @@ def recording_trainer(tmp_path, overrides: list[str]):
         steps.append((indices, MixedBatch(batch.x.clone(), batch.y.clone())))
         train_step(batch)
 
-    trainer.batches_ahead, trainer.train_step = recording_batches_ahead, recording_train_step
+    runner.batches_ahead, runner.train_step = recording_batches_ahead, recording_train_step
     return trainer, calls, steps
 
 
 def is_batch_of(trainer, batch: MixedBatch, indices: torch.Tensor) -> bool:
     """batch holds exactly the (unaugmented, normalised) images and labels of indices."""
     images = trainer.augmenter.normalize(trainer.train_x[indices])
-    return torch.equal(batch.x, images) and torch.equal(batch.y, trainer.train_labels[indices])
+    return torch.equal(batch.x, images) and torch.equal(
+        batch.y, trainer.steps.train_labels[indices]
+    )
 
 
 @pytest.mark.parametrize("online_iter", [1, 3])
@@ -110,7 +114,7 @@ def test_augment_chunk_0_augments_each_online_step_whole(tmp_path):
 def test_epochs_augment_a_chunk_of_batches_per_call(tmp_path):
     trainer, calls, steps = recording_trainer(tmp_path, ["augment_chunk=48"])
     pool = torch.arange(100, 230)  # 130 samples: 9 batches, 3 per chunk
-    trainer.run_epoch(pool)
+    trainer.run_epoch(pool, len(pool))
     assert calls == [48, 48, 34]
     seen = torch.cat([indices for indices, _ in steps])
     assert torch.equal(seen.sort().values, pool)  # each sample once, in 16s and a last 2
@@ -123,7 +127,7 @@ def test_a_chunk_draws_a_fresh_augmentation_for_every_image(tmp_path):
     trainer = digits_trainer(tmp_path, ["trans=[autoaug]"])
     torch.manual_seed(0)
     same = torch.zeros(16, dtype=torch.long)  # one image, 4 batches of 16 copies
-    images = [batch.x for batch in trainer.batches_ahead([same] * 4)]
+    images = [batch.x for batch in trainer.steps.batches_ahead([PlannedStep(same, 16)] * 4)]
     assert [x.shape for x in images] == [(16, *trainer.train_x.shape[1:])] * 4
     # more different images than one batch could hold (8x8 digits: ~half the draws coincide)
     assert len(torch.unique(torch.cat(images).flatten(1), dim=0)) > 16
@@ -131,13 +135,17 @@ def test_a_chunk_draws_a_fresh_augmentation_for_every_image(tmp_path):
 
 
 @pytest.mark.parametrize("mode", ["er", "rm", "bic", "ewc"])
-def test_online_batch_puts_the_incoming_batch_first(tmp_path, mode):
+def test_a_step_puts_the_incoming_batch_first_and_its_replay_after(tmp_path, mode):
     trainer = digits_trainer(tmp_path, [f"mode={mode}", "mem_size=40"])
     labels = trainer.train_labels_cpu
     trainer.memory.indices, trainer.memory.labels = torch.arange(40), labels[:40].clone()
     incoming = torch.arange(100, 116)
-    indices = trainer.method.online_batch(incoming)
-    assert torch.equal(indices[:16], incoming)
+    step = PlannedStep.of(incoming, trainer.method.replay(incoming))
+    assert torch.equal(step.indices[:16], incoming) and step.n_stream == 16
+    assert len(step.indices) == 32 and (step.indices[16:] < 40).all()  # 16 memory rows
+    batch = trainer.steps.batches_ahead([step])[0]
+    assert batch.from_memory.tolist() == [False] * 16 + [True] * 16
+    assert torch.equal(batch.memory_indices, step.indices[16:])
 
 
 def test_a_negative_augment_chunk_is_a_config_error():

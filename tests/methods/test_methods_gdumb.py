@@ -7,10 +7,10 @@ import math
 import pandas as pd
 import torch
 
-from rainbow_runner.methods.gdumb import reinitialize
+from rainbow_runner.methods.functional import reinitialize
 from rainbow_runner.runner.models import mlp
 from tests.conftest import run_in_process
-from tests.test_methods_common import build_trainer
+from tests.methods.test_methods_common import build_trainer
 
 
 def test_reinitialize_draws_new_weights_for_every_layer():
@@ -28,7 +28,7 @@ def test_reinitialize_draws_new_weights_for_every_layer():
 def test_every_task_retrains_from_scratch_on_the_memory_only(tmp_path):
     trainer = build_trainer(tmp_path, ["mode=gdumb", "exp=disjoint", "n_epoch=2", "mem_size=60"])
     trainer.train_task(0, trainer.split.train_tasks[0])
-    assert trainer.global_step == 2 * math.ceil(60 / 16)  # no step on the stream itself
+    assert trainer.steps.global_step == 2 * math.ceil(60 / 16)  # no step on the stream itself
     first_task_weights = trainer.model.backbone[1].weight.detach().clone()
     optimizer = trainer.optimizer
     trainer.train_task(1, trainer.split.train_tasks[1])

@@ -238,7 +238,7 @@ def test_a_repeated_random_view_gives_k_independent_draws_per_candidate():
 
 
 def test_unknown_uncert_metric_and_bad_k_are_refused():
-    with pytest.raises(ChoiceError, match="unknown uncert_metric 'entropy'.*vr, vr_randaug"):
+    with pytest.raises(ChoiceError, match="unknown mem_manage.metric 'entropy'.*vr, vr_randaug"):
         MEMORIES.get("uncertainty")(capacity=10, seed=0, metric="entropy")
-    with pytest.raises(ValueError, match="uncert_k=0"):
+    with pytest.raises(ValueError, match="mem_manage.k=0"):
         MEMORIES.get("uncertainty")(capacity=10, seed=0, k=0)
