@@ -199,7 +199,11 @@ class Method:
         """After the head has grown for the task, before the optimizer is built (freeze, wrap)."""
 
     def parameter_groups(self) -> Iterable[torch.nn.Parameter] | list[dict[str, Any]]:
-        """What the task's optimizer updates: parameters or per-group dicts (learning rates)."""
+        """What the task's optimizer updates: parameters or per-group dicts (learning rates).
+
+        None at all (an empty list): the loop builds no optimizer or schedule, and the method
+        owns update() (SLDA's closed-form statistics).
+        """
         return self.model.parameters()
 
     # --- the stream ---------------------------------------------------------------------------

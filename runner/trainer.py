@@ -178,9 +178,10 @@ class Trainer:
 
     def new_optimizer(self) -> None:
         """A fresh optimizer and scheduler over the method's parameters (every task, as in the
-        paper: the head may have grown)."""
-        self.optimizer = instantiate(self.cfg.optimizer)(self.method.parameter_groups())
-        self.scheduler = instantiate(self.cfg.scheduler)(self.optimizer)
+        paper: the head may have grown); none for a method with nothing to optimise (SLDA)."""
+        groups = list(self.method.parameter_groups())
+        self.optimizer = instantiate(self.cfg.optimizer)(groups) if groups else None
+        self.scheduler = instantiate(self.cfg.scheduler)(self.optimizer) if groups else None
         self.context.optimizer = self.optimizer
 
     # --- epochs and passes --------------------------------------------------------------------
@@ -189,7 +190,8 @@ class Trainer:
         step = self.steps.global_step
         self.writer.scalar("train/loss", stats.loss, step)
         self.writer.scalar("train/accuracy", stats.accuracy, step)
-        self.writer.scalar("train/lr", self.optimizer.param_groups[0]["lr"], step)
+        if self.optimizer is not None:
+            self.writer.scalar("train/lr", self.optimizer.param_groups[0]["lr"], step)
 
     def _where(self) -> str:
         return (
@@ -246,7 +248,7 @@ class Trainer:
 
     def _begin_epoch(self) -> bool:
         """warmup_epochs: a task's first passes run at 0.1*lr (the paper's code does one)."""
-        warm = self.task_epoch < int(self.cfg.warmup_epochs)
+        warm = self.optimizer is not None and self.task_epoch < int(self.cfg.warmup_epochs)
         self.task_epoch += 1
         if warm:
             self.warm_lrs = [group["lr"] for group in self.optimizer.param_groups]
@@ -259,7 +261,7 @@ class Trainer:
         if warm:
             for group, lr in zip(self.optimizer.param_groups, self.warm_lrs, strict=True):
                 group["lr"] = lr
-        else:
+        elif self.scheduler is not None:
             self.scheduler.step()
 
     def online_pass(
