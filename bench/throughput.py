@@ -39,7 +39,7 @@ from bench.common import (  # noqa: E402  (first: it sets the OpenMP policy befo
 import torch  # noqa: E402
 
 from rainbow_runner.datasets.augment.pipeline import BATCH_MIXES, IMAGE_TRANSFORMS, StepBatches  # noqa: E402
-from rainbow_runner.memory import rainbow, uncertainty  # noqa: E402
+from rainbow_runner.memory import selection, uncertainty  # noqa: E402
 
 COLUMNS = ["model", "input", "batch", "trans", "replay", "bare img/s", "loop img/s", "ratio"]
 
@@ -105,7 +105,7 @@ def scoring_rows(batch: int, n_candidates: int, device: torch.device, clock) -> 
 
         def score(views=views) -> None:
             predictions = uncertainty.perturbed_predictions(candidates, context, views)
-            rainbow.uncertainty_from_predictions(predictions, int(predictions.max()) + 1)
+            selection.uncertainty_from_predictions(predictions, int(predictions.max()) + 1)
 
         score()  # warm-up
         seconds = min(time_call(score, device, clock) for _ in range(2))

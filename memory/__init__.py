@@ -7,6 +7,7 @@ from rainbow_runner.memory import (  # noqa: F401  (registration)
     reservoir,
     uncertainty,
 )
-from rainbow_runner.memory.base import MEMORIES, Memory, SelectionContext, balanced_quota
+from rainbow_runner.memory.base import MEMORIES, Memory, SelectionContext, extract_features
+from rainbow_runner.memory.selection import balanced_quota
 
-__all__ = ["MEMORIES", "Memory", "SelectionContext", "balanced_quota"]
+__all__ = ["MEMORIES", "Memory", "SelectionContext", "balanced_quota", "extract_features"]

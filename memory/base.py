@@ -252,28 +252,11 @@ def _same_width(old: torch.Tensor, new: torch.Tensor) -> tuple[torch.Tensor, tor
     return _widen(old, width), _widen(new, width)
 
 
-def balanced_quota(class_counts: np.ndarray, capacity: int) -> np.ndarray:
-    """How many of each class to keep so classes are as equal as possible within capacity.
-
-    Water-filling: small classes keep everything; the rest share what is left equally, and
-    the remainder goes to the largest classes first.
-    """
-    counts = np.asarray(class_counts, dtype=np.int64)
-    if counts.sum() <= capacity:
-        return counts.copy()
-    quota = np.zeros_like(counts)
-    remaining, active = capacity, counts > 0
-    while active.any():
-        share = remaining // int(active.sum())
-        small = active & (counts - quota <= share)
-        if not small.any() or share == 0:
-            break
-        remaining -= int((counts[small] - quota[small]).sum())
-        quota[small] = counts[small]
-        active &= ~small
-    if active.any():
-        share, leftover = divmod(remaining, int(active.sum()))
-        quota[active] += share
-        order = np.flatnonzero(active)[np.argsort(-counts[active], kind="stable")]
-        quota[order[:leftover]] += 1
-    return quota
+@torch.inference_mode()
+def extract_features(indices: torch.Tensor, context: SelectionContext) -> torch.Tensor:
+    """The model's features of training samples, in eval mode, batch by batch."""
+    model = context.model
+    chunks = context.map_batches(indices, lambda images: model.features(context.normalize(images)))
+    if not chunks:
+        return torch.empty(0, getattr(model, "feature_dim", 0), device=context.device)
+    return torch.cat(chunks)

@@ -3,81 +3,9 @@
 from __future__ import annotations
 
 import torch
-from torch.nn import functional as F
 
-from rainbow_runner.memory.base import MEMORIES, Memory, SelectionContext
-
-# Herding works on (classes, samples, features) blocks; this bounds one block's element count.
-_BLOCK_ELEMENTS = 1 << 26
-
-
-def herding_selection(
-    features: torch.Tensor, labels: torch.Tensor, n_per_class: int
-) -> torch.Tensor:
-    """Positions of up to n_per_class samples per class, in iCaRL's herding order.
-
-    Each step takes the sample that brings the mean of the chosen (normalised) features closest
-    to the class mean; a class with fewer samples keeps all of them. All classes advance
-    together, one vectorised step at a time. Positions come back class by class, each class in
-    the order herding chose them, on the features' device.
-    """
-    if n_per_class <= 0 or len(labels) == 0:
-        return torch.empty(0, dtype=torch.long, device=features.device)
-    features = F.normalize(features.float(), dim=1)
-    labels = labels.to(features.device)
-    order = torch.argsort(labels, stable=True)
-    classes, counts = torch.unique_consecutive(labels[order], return_counts=True)
-    starts = torch.cumsum(counts, 0) - counts
-    longest = int(counts.max())
-    per_block = max(1, _BLOCK_ELEMENTS // (longest * features.shape[1]))
-    chosen = []
-    for first in range(0, len(classes), per_block):
-        block = slice(first, first + per_block)
-        chosen.append(_herd_block(features, order, starts[block], counts[block], n_per_class))
-    return torch.cat(chosen)
-
-
-def _herd_block(
-    features: torch.Tensor,
-    order: torch.Tensor,
-    starts: torch.Tensor,
-    counts: torch.Tensor,
-    n_per_class: int,
-) -> torch.Tensor:
-    """Herding for a block of classes laid out as a zero-padded (classes, samples, dim) tensor."""
-    n_classes, longest = len(counts), int(counts.max())
-    slot = torch.arange(longest, device=features.device)
-    valid = slot[None, :] < counts[:, None]
-    source = order[(starts[:, None] + slot[None, :]).clamp(max=len(order) - 1)]
-    padded = features[source] * valid[..., None]
-    class_mean = padded.sum(1) / counts[:, None]
-    running_sum = torch.zeros_like(class_mean)
-    taken = ~valid
-    steps = min(n_per_class, longest)
-    picks = torch.full((n_classes, steps), -1, dtype=torch.long, device=features.device)
-    rows = torch.arange(n_classes, device=features.device)
-    for step in range(steps):
-        # argmin_x ||k*mu - sum - x||^2 = argmin_x ||x||^2 - 2 x.(k*mu - sum); ||x|| = 1 here.
-        target = class_mean * (step + 1) - running_sum
-        distance = -2.0 * torch.bmm(padded, target[:, :, None]).squeeze(2)
-        distance = distance.masked_fill(taken, float("inf"))
-        best = distance.argmin(1)
-        active = counts > step
-        picks[:, step] = torch.where(active, best, -1)
-        taken[rows[active], best[active]] = True
-        running_sum += padded[rows, best] * active[:, None]
-    keep = picks >= 0
-    return source[rows[:, None].expand_as(picks)[keep], picks[keep]]
-
-
-@torch.inference_mode()
-def extract_features(indices: torch.Tensor, context: SelectionContext) -> torch.Tensor:
-    """The model's features of training samples, in eval mode, batch by batch."""
-    model = context.model
-    chunks = context.map_batches(indices, lambda images: model.features(context.normalize(images)))
-    if not chunks:
-        return torch.empty(0, getattr(model, "feature_dim", 0), device=context.device)
-    return torch.cat(chunks)
+from rainbow_runner.memory.base import MEMORIES, Memory, SelectionContext, extract_features
+from rainbow_runner.memory.selection import herding_selection
 
 
 @MEMORIES.register("prototype")

@@ -13,7 +13,7 @@ import torch
 from rainbow_runner.datasets.augment import policies as transforms
 from rainbow_runner.datasets.choices import ChoiceError
 from rainbow_runner.memory.base import MEMORIES, Memory, SelectionContext
-from rainbow_runner.memory.rainbow import rainbow_select, uncertainty_from_predictions
+from rainbow_runner.memory.selection import rainbow_select, uncertainty_from_predictions
 
 log = logging.getLogger(__name__)
 

@@ -5,7 +5,7 @@ from __future__ import annotations
 import torch
 from torch.nn import functional as F
 
-from rainbow_runner.memory.prototype import extract_features
+from rainbow_runner.memory.base import extract_features
 from rainbow_runner.methods.base import (
     METHODS,
     MethodContext,

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import logging
 from collections.abc import Callable
 from dataclasses import dataclass
 
@@ -15,6 +16,8 @@ from rainbow_runner.runner.models import MixedPrecision
 from rainbow_runner.runner.reporting.metrics import a_avg, forgetting
 from rainbow_runner.runner.reporting.results import ResultWriter
 from rainbow_runner.runner.run_state import RunRecord
+
+log = logging.getLogger(__name__)
 
 
 @dataclass
@@ -84,6 +87,7 @@ def record_task(
     evaluation: Evaluation,
     *,
     task_id: int,
+    n_tasks: int,
     n_exposed: int,
     n_train_samples: int,
     memory: Memory,
@@ -92,7 +96,7 @@ def record_task(
     seconds: float,
     topk: int,
 ) -> None:
-    """Add a task's evaluation to the run record, its tasks.csv row and TensorBoard scalars."""
+    """Add a task's evaluation to the run record, its tasks.csv row, TensorBoard and the log."""
     record.task_accuracy.append(evaluation.accuracy)
     record.acc_matrix.append(evaluation.group_accuracy)
     matrix = np.vstack(record.acc_matrix)
@@ -114,3 +118,14 @@ def record_task(
     writer.scalar(f"test/accuracy_top{topk}", evaluation.accuracy_topk, task_id)
     writer.scalar("test/train_loss", train_loss, task_id)
     writer.histogram("memory/class", memory.labels.numpy(), task_id)
+    log.info(
+        "task %d/%d | classes %d | train %d | memory %d | test acc %.2f%% | loss %.4f | %.1fs",
+        task_id + 1,
+        n_tasks,
+        n_exposed,
+        n_train_samples,
+        len(memory),
+        evaluation.accuracy,
+        train_loss,
+        seconds,
+    )

@@ -94,16 +94,12 @@ class ResumePoint:
 def trainer_state_dict(trainer: Trainer, position: StreamPosition) -> dict[str, Any]:
     """Everything needed to continue the trainer's run exactly from `position`."""
     # Each task starts with a fresh optimizer, so only a checkpoint inside a task needs one.
-    optimizing = position.inside and trainer.optimizer is not None
     return {
         "position": dict(vars(position)),
         "global_step": trainer.steps.global_step,
         "head_size": trainer.model.n_classes,
         "model": trainer.model.state_dict(),
-        "optimizer": trainer.optimizer.state_dict() if optimizing else None,
-        "scheduler": trainer.scheduler.state_dict() if optimizing else None,
-        "task_epoch": trainer.task_epoch,
-        "warm_lrs": trainer.warm_lrs,
+        **trainer.schedule.state_dict(with_optimizer=position.inside),
         "method": trainer.method.state_dict(),
         "memory": trainer.memory.state_dict(),
         "running": trainer.steps.running.state_dict(),
@@ -124,11 +120,7 @@ def load_trainer_state(trainer: Trainer, state: dict[str, Any]) -> None:
     if state["optimizer"] is not None:  # inside a task: as train_task built it
         trainer.method.prepare_model()
         trainer.new_optimizer()
-        trainer.optimizer.load_state_dict(state["optimizer"])
-        trainer.scheduler.load_state_dict(state["scheduler"])
-    trainer.task_epoch = int(state["task_epoch"])
-    if state["warm_lrs"] is not None:
-        trainer.warm_lrs = list(state["warm_lrs"])
+    trainer.schedule.load_state_dict(state)
     trainer.method.load_state_dict(state["method"])
     trainer.memory.load_state_dict({k: np.asarray(v) for k, v in state["memory"].items()})
     trainer.steps.running.load_state_dict(state["running"])

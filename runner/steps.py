@@ -10,8 +10,8 @@ from tqdm import tqdm
 
 from rainbow_runner.datasets.augment.pipeline import Augmenter
 from rainbow_runner.datasets.devices import to_device_async
-from rainbow_runner.methods.base import Method, TrainBatch
-from rainbow_runner.runner.running import RunningSums, WindowStats
+from rainbow_runner.methods.base import Method, RunWriter, TrainBatch
+from rainbow_runner.runner.running import RunningSums
 
 
 @dataclass
@@ -41,13 +41,14 @@ class StepRunner:
         fetch_images: Callable[[torch.Tensor], torch.Tensor],
         train_labels: torch.Tensor,
         log_every: int,
-        on_window: Callable[[WindowStats], None],
         where: Callable[[], str],
+        writer: RunWriter,
+        lr: Callable[[], float | None],
         pin_indices: bool,
     ) -> None:
         self.method, self.model, self.augmenter = method, model, augmenter
         self.fetch_images, self.train_labels = fetch_images, train_labels
-        self.log_every, self.on_window, self.where = log_every, on_window, where
+        self.log_every, self.where, self.writer, self.lr = log_every, where, writer, lr
         self.pin_indices = pin_indices  # CUDA: index tensors go over without a host sync
         self.running = RunningSums(train_labels.device)
         self.global_step = 0
@@ -104,4 +105,14 @@ class StepRunner:
             return
         if self.progress is not None:
             self.progress.set_postfix(loss=f"{stats.loss:.3f}", acc=f"{stats.accuracy:.1f}")
-        self.on_window(stats)
+        self.writer.scalar("train/loss", stats.loss, self.global_step)
+        self.writer.scalar("train/accuracy", stats.accuracy, self.global_step)
+        lr = self.lr()
+        if lr is not None:
+            self.writer.scalar("train/lr", lr, self.global_step)
+
+    def expect(self, n_steps: int) -> None:
+        """Tell the progress bar about steps to come."""
+        if self.progress is not None:
+            self.progress.total = (self.progress.total or 0) + n_steps
+            self.progress.refresh()

@@ -17,21 +17,14 @@ from hydra.utils import instantiate
 from omegaconf import DictConfig, OmegaConf
 from tqdm import tqdm
 
-from rainbow_runner.datasets.augment.pipeline import Augmenter
 from rainbow_runner.datasets.base import ImageData
 from rainbow_runner.datasets.splits import TaskSplit
 from rainbow_runner.memory import MEMORIES
 from rainbow_runner.methods import METHODS
-from rainbow_runner.methods.base import MethodContext, RunSettings
+from rainbow_runner.methods.base import MethodContext
+from rainbow_runner.runner.assembly import DeviceImages, run_settings, speed_and_augmenter
 from rainbow_runner.runner.checkpoint import Checkpointer
-from rainbow_runner.runner.config_check import ConfigError
 from rainbow_runner.runner.evaluation import Evaluation, evaluate_test_set, record_task
-from rainbow_runner.runner.models import (
-    MixedPrecision,
-    keep_freed_memory,
-    optimize_model,
-    switch_setting,
-)
 from rainbow_runner.runner.options import memory_options, method_options
 from rainbow_runner.runner.reporting.results import ResultWriter
 from rainbow_runner.runner.run_state import (
@@ -43,7 +36,8 @@ from rainbow_runner.runner.run_state import (
     load_trainer_state,
     trainer_state_dict,
 )
-from rainbow_runner.runner.running import NonFiniteLossError, WindowStats
+from rainbow_runner.runner.running import NonFiniteLossError
+from rainbow_runner.runner.schedule import TaskSchedule
 from rainbow_runner.runner.steps import PlannedStep, StepRunner
 
 __all__ = ["NonFiniteLossError", "RunRecord", "Trainer"]
@@ -68,8 +62,9 @@ class Trainer:
         method_class = METHODS.get(cfg.mode.name)
         self.split = method_class.prepare_split(split)
         self.online = cfg.stream.name == "online" and not method_class.offline_only
-        self.train_x = _on(data.train_x, device)
-        self.test_x = _on(data.test_x, device)
+        self.fetch_images = DeviceImages(data.train_x, device)
+        self.train_x = self.fetch_images.images
+        self.test_x = DeviceImages(data.test_x, device).images
         self.train_labels_cpu = split.relabel(data.train_y)
         self.test_labels = split.relabel(data.test_y).to(device)
         self.n_exposed = self.split.exposed[0]
@@ -79,9 +74,10 @@ class Trainer:
         self.memory = MEMORIES.get(cfg.mem_manage.name)(
             capacity=capacity, seed=int(cfg.seed), **memory_options(cfg)
         )
-        self.augmenter = self._setup_speed(data)
-        self.optimizer: torch.optim.Optimizer | None = None
-        self.scheduler = None
+        self.precision, self.augmenter = speed_and_augmenter(cfg, data, self.model, device)
+        self.schedule = TaskSchedule(
+            instantiate(cfg.optimizer), instantiate(cfg.scheduler), int(cfg.warmup_epochs)
+        )
         self.context = MethodContext(
             model=self.model,
             memory=self.memory,
@@ -92,7 +88,7 @@ class Trainer:
             augment=self.augmenter.augment_images,
             normalize=self.augmenter.normalize,
             writer=writer,
-            settings=self._settings(),
+            settings=run_settings(cfg, self.online),
             precision=self.precision,
             new_optimizer=self.new_optimizer,
             n_exposed=self.n_exposed,
@@ -105,93 +101,34 @@ class Trainer:
             self.fetch_images,
             self.train_labels_cpu.to(device),
             int(cfg.log_every),
-            self._log_window,
             self._where,
+            writer,
+            self.schedule.lr,
             pin_indices=device.type == "cuda" and isinstance(self.train_x, torch.Tensor),
         )
         # Steps drawn ahead and prepared in one call when their batches are known ahead.
         self.steps_ahead = max(1, int(cfg.augment_chunk) // int(cfg.batchsize))
         self.task_id = 0
-        self.task_epoch = 0  # passes so far in the current task (for warmup_epochs)
-        self.warm_lrs: list[float] | None = None  # the lrs a warm-up pass lowered
         self.record = RunRecord()
         self.checkpointer: Checkpointer | None = None  # set by runner.app; None: no checkpoints
         self.resume = ResumePoint()  # where load_state_dict() says the run picks up
         self.run_started = self.task_started = time.perf_counter()
 
-    def _settings(self) -> RunSettings:
-        cfg = self.cfg
-        return RunSettings(
-            batchsize=int(cfg.batchsize),
-            mem_batchsize=int(cfg.mem_batchsize),
-            eval_batchsize=int(cfg.eval_batchsize),
-            n_epoch=int(cfg.n_epoch),
-            memory_epochs=int(cfg.stream.memory_epochs),
-            online=self.online,
-            replay=str(cfg.replay),
-            seed=int(cfg.seed),
-            memory_name=str(cfg.mem_manage.name),
-        )
+    @property
+    def optimizer(self) -> torch.optim.Optimizer | None:
+        return self.schedule.optimizer
 
-    def _setup_speed(self, data: ImageData) -> Augmenter:
-        """AMP, memory format, compile and the augmenter's CUDA graphs, fixed once."""
-        keep_freed_memory()
-        on_gpu = self.device.type == "cuda"
-        if on_gpu:  # fastest convolution algorithms for the (fixed) batch shapes
-            torch.backends.cudnn.benchmark = True
-        cfg = self.cfg
-        try:
-            self.precision = MixedPrecision(cfg.get("amp", "off"), self.device)
-            speed = optimize_model(self.model, self.device, cfg.channels_last, cfg.compile)
-            graphs = switch_setting(cfg.get("cuda_graphs", True), "cuda_graphs") != "off"
-        except ValueError as error:
-            raise ConfigError(str(error)) from error
-        padding = None if cfg.crop_padding == "auto" else int(cfg.crop_padding)
-        hflip = data.hflip if cfg.flip == "auto" else bool(cfg.flip)
-        augmenter = Augmenter(
-            list(cfg.trans),
-            data.mean,
-            data.std,
-            hflip,
-            data.image_shape[-1],
-            self.device,
-            padding=padding,
-            cuda_graphs=graphs,
-        )
-        log.info(
-            "speed: amp %s | %s | cuda_graphs %s",
-            self.precision.mode,
-            speed,
-            "on" if on_gpu and graphs else "off",
-        )
-        return augmenter
-
-    def fetch_images(self, indices: torch.Tensor) -> torch.Tensor:
-        """uint8 training images on the device, for any index tensor."""
-        if isinstance(self.train_x, torch.Tensor):
-            if indices.device != self.train_x.device:
-                indices = indices.to(self.train_x.device)
-            if indices.dim() == 1 and indices.dtype in (torch.int64, torch.int32):
-                return self.train_x.index_select(0, indices)  # ~7x faster than [] for small batches
-            return self.train_x[indices]
-        return self.train_x[indices].to(self.device, non_blocking=True)
+    @property
+    def task_epoch(self) -> int:
+        return self.schedule.task_epoch
 
     def new_optimizer(self) -> None:
-        """A fresh optimizer and scheduler over the method's parameters (every task, as in the
-        paper: the head may have grown); none for a method with nothing to optimise (SLDA)."""
-        groups = list(self.method.parameter_groups())
-        self.optimizer = instantiate(self.cfg.optimizer)(groups) if groups else None
-        self.scheduler = instantiate(self.cfg.scheduler)(self.optimizer) if groups else None
-        self.context.optimizer = self.optimizer
+        """A fresh optimizer and schedule over the method's parameter_groups() (every task, as
+        in the paper: the head may have grown)."""
+        self.schedule.build(self.method.parameter_groups())
+        self.context.optimizer = self.schedule.optimizer
 
     # --- epochs and passes --------------------------------------------------------------------
-
-    def _log_window(self, stats: WindowStats) -> None:
-        step = self.steps.global_step
-        self.writer.scalar("train/loss", stats.loss, step)
-        self.writer.scalar("train/accuracy", stats.accuracy, step)
-        if self.optimizer is not None:
-            self.writer.scalar("train/lr", self.optimizer.param_groups[0]["lr"], step)
 
     def _where(self) -> str:
         return (
@@ -199,12 +136,6 @@ class Trainer:
             f"{self.steps.global_step}); lower lr={self.cfg.lr} or check the data. Results of "
             f"the {len(self.record.task_accuracy)} finished task(s) are in results/."
         )
-
-    def _plan_steps(self, n_steps: int) -> None:
-        progress = self.steps.progress
-        if progress is not None:
-            progress.total = (progress.total or 0) + n_steps
-            progress.refresh()
 
     def run_epoch(
         self,
@@ -226,8 +157,8 @@ class Trainer:
             flags = shuffle >= n_stream if 0 < n_stream < len(pool) else None
         else:
             order, first, flags = resume_at.order, resume_at.batch, resume_at.memory_flags
-        self._plan_steps(max(0, math.ceil((len(order) - first) / batchsize)))
-        warm = self._begin_epoch() if resume_at is None else resume_at.warm
+        self.steps.expect(max(0, math.ceil((len(order) - first) / batchsize)))
+        warm = self.schedule.begin_epoch() if resume_at is None else resume_at.warm
         starts = range(first, len(order), batchsize)
         replaying = phase == STREAM_PHASE and flags is None  # the pool holds no memory rows
         # Checkpoints only between chunks: a resumed run augments the same chunks.
@@ -244,25 +175,7 @@ class Trainer:
             self.steps.run(planned, together=self.steps_ahead > 1)
             reached = first + (done + len(planned)) * batchsize
             self._checkpoint_inside(phase, epoch, reached, order, warm, flags)
-        self._end_epoch(warm)
-
-    def _begin_epoch(self) -> bool:
-        """warmup_epochs: a task's first passes run at 0.1*lr (the paper's code does one)."""
-        warm = self.optimizer is not None and self.task_epoch < int(self.cfg.warmup_epochs)
-        self.task_epoch += 1
-        if warm:
-            self.warm_lrs = [group["lr"] for group in self.optimizer.param_groups]
-            for group in self.optimizer.param_groups:
-                group["lr"] *= 0.1
-        return warm
-
-    def _end_epoch(self, warm: bool) -> None:
-        """Restore the lr after a warm-up pass (the schedule starts after it), else step it."""
-        if warm:
-            for group, lr in zip(self.optimizer.param_groups, self.warm_lrs, strict=True):
-                group["lr"] = lr
-        elif self.scheduler is not None:
-            self.scheduler.step()
+        self.schedule.end_epoch(warm)
 
     def online_pass(
         self, task_indices: torch.Tensor, resume_at: StreamPosition | None = None
@@ -275,8 +188,8 @@ class Trainer:
         """
         batchsize, repeats = int(self.cfg.batchsize), int(self.cfg.stream.online_iter)
         first = 0 if resume_at is None else resume_at.batch
-        self._plan_steps(max(0, math.ceil((len(task_indices) - first) / batchsize)) * repeats)
-        warm = self._begin_epoch() if resume_at is None else resume_at.warm
+        self.steps.expect(max(0, math.ceil((len(task_indices) - first) / batchsize)) * repeats)
+        warm = self.schedule.begin_epoch() if resume_at is None else resume_at.warm
         starts = range(first, len(task_indices), batchsize)
         stepwise = self.method.stepwise_draws
         per_chunk = 1 if stepwise else max(1, self.steps_ahead // repeats)
@@ -294,7 +207,7 @@ class Trainer:
             self.steps.run(planned, together=self.steps_ahead > 1)
             reached = first + (done + len(chunk)) * batchsize
             self._checkpoint_inside(STREAM_PHASE, 0, reached, None, warm)
-        self._end_epoch(warm)
+        self.schedule.end_epoch(warm)
 
     def _run_epochs(
         self, phase: int, n_epochs: int, make_pool: Callable[[], tuple[torch.Tensor, int]]
@@ -313,7 +226,7 @@ class Trainer:
         self.model.grow(self.n_exposed)
         self.method.prepare_model()
         self.new_optimizer()
-        self.task_epoch = 0
+        self.schedule.task_epoch = 0
         self.method.before_task(self.task_id)
 
     def train_task(self, task_id: int, task_indices: torch.Tensor) -> None:
@@ -376,8 +289,20 @@ class Trainer:
             finally:
                 self.steps.progress.close()
                 self.steps.progress = None
-            evaluation = self.evaluate()
-            self._record_task(task_id, task_indices, evaluation, time.perf_counter() - task_started)
+            record_task(
+                self.record,
+                self.writer,
+                self.evaluate(),
+                task_id=task_id,
+                n_tasks=self.split.n_tasks,
+                n_exposed=self.n_exposed,
+                n_train_samples=len(task_indices),
+                memory=self.memory,
+                train_loss=self.steps.running.task_loss(),
+                steps=self.steps.global_step,
+                seconds=time.perf_counter() - task_started,
+                topk=int(self.cfg.topk),
+            )
             self.steps.running.reset()
             if self.checkpointer is not None:
                 self.checkpointer.save(self.state_dict(StreamPosition(task=task_id + 1)))
@@ -408,37 +333,3 @@ class Trainer:
     def load_state_dict(self, state: dict) -> None:
         """Continue from a checkpoint (before run()); the random streams are restored last."""
         load_trainer_state(self, state)
-
-    def _record_task(
-        self, task_id: int, task_indices: torch.Tensor, evaluation: Evaluation, seconds: float
-    ) -> None:
-        train_loss = self.steps.running.task_loss()
-        record_task(
-            self.record,
-            self.writer,
-            evaluation,
-            task_id=task_id,
-            n_exposed=self.n_exposed,
-            n_train_samples=len(task_indices),
-            memory=self.memory,
-            train_loss=train_loss,
-            steps=self.steps.global_step,
-            seconds=seconds,
-            topk=int(self.cfg.topk),
-        )
-        log.info(
-            "task %d/%d | classes %d | train %d | memory %d | test acc %.2f%% | loss %.4f | %.1fs",
-            task_id + 1,
-            self.split.n_tasks,
-            self.n_exposed,
-            len(task_indices),
-            len(self.memory),
-            evaluation.accuracy,
-            train_loss,
-            seconds,
-        )
-
-
-def _on(images, device: torch.device):
-    """Tensor images move to the device; lazy folder readers stay where they are."""
-    return images.to(device) if isinstance(images, torch.Tensor) else images

@@ -7,7 +7,7 @@ import pytest
 import torch
 
 from rainbow_runner.memory import MEMORIES, SelectionContext, balanced_quota
-from rainbow_runner.memory.random_memory import random_subset
+from rainbow_runner.memory.selection import random_subset
 
 
 def stream(n: int, n_classes: int, seed: int = 0) -> tuple[torch.Tensor, torch.Tensor]:

@@ -7,7 +7,7 @@ from torch import nn
 
 from rainbow_runner.datasets.choices import ChoiceError
 from rainbow_runner.memory import MEMORIES, SelectionContext
-from rainbow_runner.memory.rainbow import rainbow_select, uncertainty_from_predictions
+from rainbow_runner.memory.selection import rainbow_select, uncertainty_from_predictions
 from rainbow_runner.memory.uncertainty import (
     UNCERTAINTY_METRICS,
     perturbations,
