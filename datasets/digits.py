@@ -4,8 +4,6 @@ from __future__ import annotations
 
 import numpy as np
 import torch
-from sklearn.datasets import load_digits as sklearn_digits
-from sklearn.model_selection import train_test_split
 
 from rainbow_runner.datasets.base import ImageData
 from rainbow_runner.datasets.folder import channel_stats, resize_images
@@ -18,6 +16,9 @@ def load_digits(
     data_root: str = "", download: bool = False, image_size: int | None = None
 ) -> ImageData:
     """The 1,797 digits as uint8 (N, 1, 8, 8), split 80/20 stratified with a fixed seed."""
+    from sklearn.datasets import load_digits as sklearn_digits  # ~1 s to import: digits only
+    from sklearn.model_selection import train_test_split
+
     bunch = sklearn_digits()
     images = np.round(bunch.images * (255.0 / 16.0)).astype(np.uint8)[:, None]
     labels = bunch.target.astype(np.int64)

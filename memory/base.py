@@ -64,11 +64,10 @@ class Memory:
     name = "memory"
     streaming = False
 
-    def __init__(self, capacity: int, seed: int, class_balanced: bool = False) -> None:
+    def __init__(self, capacity: int, seed: int) -> None:
         if capacity < 0:
             raise ValueError(f"mem_size={capacity} is negative; use 0 for no memory or a size > 0.")
         self.capacity = capacity
-        self.class_balanced = class_balanced
         self.rng = np.random.default_rng(seed)
         self.indices = torch.empty(0, dtype=torch.long)
         self.labels = torch.empty(0, dtype=torch.long)
@@ -127,12 +126,10 @@ class Memory:
     def payload(self, name: str, indices: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
         """The stored rows of payload `name` for training-set indices, and which were stored.
 
-        Rows of indices not in the memory are NaN/-1 and marked False.
+        Rows of indices not in the memory are blank (NaN, or -1 for integers) and marked False.
         """
-        stored = self.payloads[name]
         slots, found = _positions(self.indices, indices)
-        rows = stored.index_select(0, slots.clamp(min=0).to(stored.device))
-        return _blank_missing(rows, found.to(stored.device)), found
+        return _rows(self.payloads[name], slots), found
 
     def update_report(self) -> dict[str, object]:
         """What the last update measured, for the run's logs (uncertainty scoring time, ...)."""
@@ -143,21 +140,18 @@ class Memory:
     ) -> None:
         """Payload rows for the current indices: a sample kept from before keeps its row; a
         sample taken in gets its incoming row (blank when none was given)."""
-        names = set(self.payloads) | set(incoming_rows)
         old_slots, was_stored = _positions(before, self.indices)
-        new_slots, was_incoming = _positions(incoming, self.indices)
-        for name in names:
-            old = self.payloads.get(name)
-            new = incoming_rows.get(name)
+        new_slots, _ = _positions(incoming, self.indices)
+        new_slots = torch.where(was_stored, -1, new_slots)  # a kept sample keeps its own row
+        for name in set(self.payloads) | set(incoming_rows):
+            old, new = self.payloads.get(name), incoming_rows.get(name)
             template = old if old is not None else new
             old = _blank_like(template, len(before)) if old is None else old
             new = _blank_like(template, len(incoming)) if new is None else new.detach()
             old, new = _same_width(old, new.to(old.device))
-            from_old = old.index_select(0, old_slots.clamp(min=0).to(old.device))
-            from_new = new.index_select(0, new_slots.clamp(min=0).to(old.device))
-            taken_in = (was_incoming & ~was_stored).to(old.device)
-            rows = torch.where(_expand(taken_in, from_old), from_new, from_old)
-            self.payloads[name] = _blank_missing(rows, (was_stored | was_incoming).to(old.device))
+            from_old, from_new = _rows(old, old_slots), _rows(new, new_slots)
+            kept = _expand(was_stored.to(old.device), old)
+            self.payloads[name] = torch.where(kept, from_old, from_new)
 
     def sample(self, n: int) -> torch.Tensor:
         """n memory indices drawn without replacement (all of them if fewer are stored)."""
@@ -232,8 +226,10 @@ def _expand(mask: torch.Tensor, like: torch.Tensor) -> torch.Tensor:
     return mask.view(-1, *([1] * (like.dim() - 1)))
 
 
-def _blank_missing(rows: torch.Tensor, present: torch.Tensor) -> torch.Tensor:
-    return torch.where(_expand(present, rows), rows, _blank_like(rows, len(rows)))
+def _rows(stored: torch.Tensor, slots: torch.Tensor) -> torch.Tensor:
+    """stored[slot] for each slot, a blank row where slot is -1."""
+    padded = torch.cat([stored, _blank_like(stored, 1)])
+    return padded.index_select(0, torch.where(slots < 0, len(stored), slots).to(stored.device))
 
 
 def _widen(rows: torch.Tensor, width: int) -> torch.Tensor:

@@ -14,6 +14,10 @@ class RandomMemory(Memory):
 
     streaming = True
 
+    def __init__(self, capacity: int, seed: int, class_balanced: bool = False) -> None:
+        super().__init__(capacity, seed)
+        self.class_balanced = class_balanced
+
     def observe(self, indices: torch.Tensor, labels: torch.Tensor, n_exposed: int) -> None:
         if self.capacity == 0:
             return

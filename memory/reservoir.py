@@ -20,7 +20,8 @@ class ReservoirMemory(Memory):
     streaming = True
 
     def __init__(self, capacity: int, seed: int, class_balanced: bool = False) -> None:
-        super().__init__(capacity, seed, class_balanced)
+        super().__init__(capacity, seed)
+        self.class_balanced = class_balanced
         self.n_seen = 0
         self.n_seen_per_class: dict[int, int] = {}
 

@@ -1,0 +1,100 @@
+"""Class-incremental task splits: disjoint and blurryN, reproducible from a seed."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import torch
+
+
+@dataclass
+class TaskSplit:
+    """Which training samples each task streams, and which labels it exposes.
+
+    Labels are positions in ``class_order``: task i of a disjoint split owns labels
+    [i * classes_per_task, (i + 1) * classes_per_task).
+    """
+
+    class_order: torch.Tensor
+    train_tasks: list[torch.Tensor]
+    exposed: list[int]
+    classes_per_task: int
+
+    @property
+    def n_tasks(self) -> int:
+        return len(self.train_tasks)
+
+    @property
+    def n_classes(self) -> int:
+        return len(self.class_order)
+
+    def relabel(self, original_labels: torch.Tensor) -> torch.Tensor:
+        """Map original class ids to their positions in the class order."""
+        position = torch.empty_like(self.class_order)
+        position[self.class_order] = torch.arange(len(self.class_order))
+        return position[original_labels]
+
+    def label_group(self, labels: torch.Tensor) -> torch.Tensor:
+        """The task whose classes a label belongs to (the columns of the accuracy matrix)."""
+        return labels // self.classes_per_task
+
+    def as_joint(self) -> TaskSplit:
+        """All tasks' samples as one task exposing every class (the joint upper bound)."""
+        everything = torch.cat(self.train_tasks)
+        return TaskSplit(self.class_order, [everything], [self.n_classes], self.classes_per_task)
+
+
+def check_split_arguments(n_classes: int, n_tasks: int, blurry_pct: float) -> None:
+    """Reject task counts and blurry levels that cannot form a split, naming the valid ones."""
+    if n_tasks <= 0 or n_classes % n_tasks != 0:
+        divisors = [d for d in range(1, n_classes + 1) if n_classes % d == 0]
+        raise ValueError(
+            f"n_tasks={n_tasks} does not divide the {n_classes} classes into equal tasks; "
+            f"valid values are {divisors}."
+        )
+    if not 0 <= blurry_pct <= 100:
+        raise ValueError(f"blurry level {blurry_pct} is outside 0..100 (e.g. exp=blurry10).")
+
+
+def make_split(
+    train_labels: torch.Tensor, n_classes: int, n_tasks: int, blurry_pct: float, seed: int
+) -> TaskSplit:
+    """Shuffle the class order by seed and deal samples to tasks, disjoint or blurry.
+
+    Blurry: every class keeps (100 - blurry_pct)% of its samples in its own task; the rest of
+    all classes form one pool, shuffled and dealt so that task sizes equal the disjoint ones.
+    Every sample appears exactly once over the tasks.
+    """
+    check_split_arguments(n_classes, n_tasks, blurry_pct)
+    generator = torch.Generator().manual_seed(int(seed))
+    class_order = torch.randperm(n_classes, generator=generator)
+    classes_per_task = n_classes // n_tasks
+    split = TaskSplit(class_order, [], [], classes_per_task)
+    labels = split.relabel(train_labels)
+    task_of_sample = labels // classes_per_task
+
+    kept_per_task: list[list[torch.Tensor]] = [[] for _ in range(n_tasks)]
+    pool: list[torch.Tensor] = []
+    keep_fraction = 1.0 - blurry_pct / 100.0
+    for label in range(n_classes):
+        members = torch.nonzero(labels == label).flatten()
+        members = members[torch.randperm(len(members), generator=generator)]
+        n_keep = int(round(keep_fraction * len(members)))
+        kept_per_task[label // classes_per_task].append(members[:n_keep])
+        pool.append(members[n_keep:])
+
+    pool_all = torch.cat(pool)
+    pool_all = pool_all[torch.randperm(len(pool_all), generator=generator)]
+    task_sizes = torch.bincount(task_of_sample, minlength=n_tasks).tolist()
+    start = 0
+    for task in range(n_tasks):
+        kept = torch.cat(kept_per_task[task])
+        n_from_pool = task_sizes[task] - len(kept)
+        task_indices = torch.cat([kept, pool_all[start : start + n_from_pool]])
+        start += n_from_pool
+        split.train_tasks.append(
+            task_indices[torch.randperm(len(task_indices), generator=generator)]
+        )
+        blurry = blurry_pct > 0
+        split.exposed.append(n_classes if blurry else (task + 1) * classes_per_task)
+    return split

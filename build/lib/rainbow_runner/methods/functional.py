@@ -1,0 +1,179 @@
+"""The mathematics methods share, as pure functions: losses, distillation, weight penalties,
+gradient projection, nearest-mean classification and re-initialisation."""
+
+from __future__ import annotations
+
+import copy
+from collections.abc import Iterable
+
+import torch
+from torch import nn
+from torch.nn import functional as F
+
+from rainbow_runner.datasets.augment.batches import MixedBatch
+
+
+def mixed_cross_entropy(logits: torch.Tensor, batch: MixedBatch) -> torch.Tensor:
+    """lam * CE(y) + (1 - lam) * CE(y_mix): plain CE when the batch was not mixed."""
+    if batch.y_mix is None or batch.lam >= 1.0:
+        return F.cross_entropy(logits, batch.y)
+    log_probs = F.log_softmax(logits, 1)  # once for both terms
+    own, partner = F.nll_loss(log_probs, batch.y), F.nll_loss(log_probs, batch.y_mix)
+    return torch.lerp(partner, own, batch.lam)
+
+
+# --- distillation ---
+
+
+def frozen_copy(model: nn.Module) -> nn.Module:
+    """A copy of the model in eval mode with no trainable parameters (the teacher)."""
+    teacher = copy.deepcopy(model).eval()
+    for param in teacher.parameters():
+        param.requires_grad_(False)
+    return teacher
+
+
+def teacher_from_state(template: nn.Module, state: dict[str, torch.Tensor]) -> nn.Module:
+    """Rebuild a saved teacher whose head may be smaller than the current model's."""
+    teacher = frozen_copy(template)
+    head = getattr(teacher, "head", None)
+    if head is not None and "head.weight" in state:
+        device = head.weight.device
+        head.weight = nn.Parameter(state["head.weight"].to(device), requires_grad=False)
+        head.bias = nn.Parameter(state["head.bias"].to(device), requires_grad=False)
+    teacher.load_state_dict(state)
+    return teacher
+
+
+def soft_cross_entropy(
+    teacher_logits: torch.Tensor, student_logits: torch.Tensor, temperature: float
+) -> torch.Tensor:
+    """−Σ softmax(teacher/T) · log_softmax(student/T), averaged over the batch (BiC's L_d)."""
+    target = F.softmax(teacher_logits / temperature, dim=1)
+    return -(target * F.log_softmax(student_logits / temperature, dim=1)).sum(1).mean()
+
+
+# --- weight penalties ---
+
+HEAD_PREFIX = "head."
+
+
+def penalized_parameters(model: nn.Module) -> dict[str, nn.Parameter]:
+    """Every trainable parameter except the growing head's (its rows change with the classes)."""
+    return {
+        name: param
+        for name, param in model.named_parameters()
+        if param.requires_grad and not name.startswith(HEAD_PREFIX)
+    }
+
+
+def _overlap(param: torch.Tensor, anchor: torch.Tensor) -> torch.Tensor:
+    """The leading slice of a parameter that existed when it was anchored (heads may grow)."""
+    if param.shape == anchor.shape:
+        return param
+    return param[tuple(slice(0, n) for n in anchor.shape)]
+
+
+def quadratic_penalty(
+    params: dict[str, torch.Tensor],
+    anchors: dict[str, torch.Tensor],
+    importance: dict[str, torch.Tensor],
+) -> torch.Tensor:
+    """Σ importance · (θ − θ*)² over the anchored parameters."""
+    terms = [
+        (importance[name] * (_overlap(params[name], anchor) - anchor).pow(2)).sum()
+        for name, anchor in anchors.items()
+    ]
+    if not terms:
+        return torch.zeros((), device=next(iter(params.values())).device)
+    return torch.stack(terms).sum()
+
+
+def diagonal_fisher(
+    model: nn.Module, batches: Iterable[torch.Tensor], names: list[str]
+) -> dict[str, torch.Tensor]:
+    """Diagonal Fisher as the reference estimates it: squared gradients of mini-batch CE at
+    the model's own predictions, weighted by batch size, averaged over all samples (eval mode).
+    """
+    was_training = model.training
+    model.eval()
+    params = {name: param for name, param in model.named_parameters() if name in names}
+    fisher = {name: torch.zeros_like(param) for name, param in params.items()}
+    n_samples = 0
+    for x in batches:
+        logits = model(x)
+        loss = F.cross_entropy(logits, logits.argmax(1).detach())
+        grads = torch.autograd.grad(loss, list(params.values()), allow_unused=True)
+        for name, gradient in zip(params, grads, strict=True):
+            if gradient is not None:
+                fisher[name] += gradient.pow(2) * len(x)
+        n_samples += len(x)
+    model.train(was_training)
+    return {name: value / max(n_samples, 1) for name, value in fisher.items()}
+
+
+# --- nearest mean of exemplars ---
+
+
+def class_means(features: torch.Tensor, labels: torch.Tensor, n_classes: int) -> torch.Tensor:
+    """Normalised mean of the normalised features per class; NaN rows for absent classes."""
+    features = F.normalize(features.float(), dim=1)
+    sums = torch.zeros(n_classes, features.shape[1], device=features.device)
+    sums.index_add_(0, labels, features)
+    counts = torch.bincount(labels, minlength=n_classes)[:n_classes]
+    means = F.normalize(sums, dim=1)
+    return means.masked_fill((counts == 0)[:, None], float("nan"))
+
+
+def nearest_mean_scores(features: torch.Tensor, means: torch.Tensor) -> torch.Tensor:
+    """−‖f/‖f‖ − μ_c‖² per class (highest = nearest mean); −inf for classes with no mean."""
+    distance = torch.cdist(F.normalize(features.float(), dim=1), means.nan_to_num(0.0)).pow(2)
+    return (-distance).masked_fill(means.isnan().any(1)[None, :], float("-inf"))
+
+
+# --- re-initialisation ---
+
+
+def reinitialize(model: nn.Module) -> None:
+    """Fresh random weights in place (every layer's own init, the growing head's included)."""
+    for module in model.modules():
+        if module is not model and hasattr(module, "reset_parameters"):
+            module.reset_parameters()
+
+
+# --- gradient projection ---
+
+
+def flat_gradient(parameters: Iterable[nn.Parameter]) -> torch.Tensor:
+    """Every parameter's .grad in one vector (zeros where a parameter got none)."""
+    return torch.cat(
+        [
+            (param.grad if param.grad is not None else torch.zeros_like(param)).reshape(-1)
+            for param in parameters
+        ]
+    )
+
+
+def assign_flat_gradient(parameters: Iterable[nn.Parameter], gradient: torch.Tensor) -> None:
+    """Write a flat vector back into the parameters' .grad, in flat_gradient's order."""
+    offset = 0
+    for param in parameters:
+        size = param.numel()
+        value = gradient[offset : offset + size].view_as(param)
+        if param.grad is None:
+            param.grad = value.clone()
+        else:
+            param.grad.copy_(value)
+        offset += size
+
+
+def project_on_reference(gradient: torch.Tensor, reference: torch.Tensor) -> torch.Tensor:
+    """A-GEM's projection: g unchanged when g·g_ref >= 0, else g − (g·g_ref / g_ref·g_ref) g_ref.
+
+    The result never increases the reference loss to first order: its dot product with the
+    reference gradient is >= 0.
+    """
+    dot = torch.dot(gradient, reference)
+    if dot >= 0:
+        return gradient
+    return gradient - dot / torch.dot(reference, reference).clamp(min=1e-12) * reference

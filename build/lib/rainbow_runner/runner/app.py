@@ -1,0 +1,215 @@
+"""One run: check the config, load the data, split it, train, and write every output."""
+
+from __future__ import annotations
+
+import logging
+import os
+import platform
+import random
+import subprocess
+from importlib import metadata
+from pathlib import Path
+
+import numpy as np
+import torch
+from omegaconf import DictConfig, OmegaConf
+
+from rainbow_runner.datasets import load_dataset, make_split, read_rm_split
+from rainbow_runner.datasets.base import DatasetError
+from rainbow_runner.datasets.choices import ChoiceError
+from rainbow_runner.datasets.splits import TaskSplit, check_split_arguments
+from rainbow_runner.runner.checkpoint import (
+    CHECKPOINT_NAME,
+    Checkpointer,
+    CheckpointError,
+    resume_command,
+    resume_state,
+)
+from rainbow_runner.runner.config_check import ConfigError, check_config, resolve_device
+from rainbow_runner.runner.options import apply_deprecated_keys, check_method_and_memory_options
+from rainbow_runner.runner.reporting.metrics import summarize
+from rainbow_runner.runner.reporting.results import ResultWriter
+from rainbow_runner.runner.trainer import NonFiniteLossError, RunRecord, Trainer
+
+log = logging.getLogger("runner")
+
+USER_ERRORS = (ConfigError, ChoiceError, DatasetError, NonFiniteLossError, ValueError)
+PACKAGES = ("torch", "torchvision", "numpy", "hydra-core", "omegaconf", "pandas", "scikit-learn")
+
+
+def seed_everything(seed: int) -> None:
+    random.seed(seed)
+    np.random.seed(seed)
+    torch.manual_seed(seed)
+
+
+def config_choices(cfg: DictConfig) -> dict:
+    """The settings that identify a run in summaries and reports."""
+    return {
+        "mode": cfg.mode.name,
+        "mem_manage": cfg.mem_manage.name,
+        "dataset": cfg.dataset.name,
+        "stream": cfg.stream.name,
+        "exp": cfg.exp.name,
+        "model": str(cfg.model._target_).rsplit(".", 1)[-1],
+        "mem_size": int(cfg.mem_size),
+        "trans": "+".join(cfg.trans) if cfg.trans else "none",
+        "seed": int(cfg.seed),
+        "split_seed": int(cfg.split_seed),
+        "n_tasks": int(cfg.n_tasks),
+        "n_epoch": int(cfg.n_epoch),
+        "batchsize": int(cfg.batchsize),
+        "lr": float(cfg.lr),
+    }
+
+
+def environment_record() -> dict:
+    """Package versions and git revision, so a result can be traced to its code."""
+    versions = {}
+    for package in PACKAGES:
+        try:
+            versions[package] = metadata.version(package)
+        except metadata.PackageNotFoundError:
+            versions[package] = None
+    try:
+        revision = subprocess.run(
+            ["git", "rev-parse", "HEAD"],
+            capture_output=True,
+            text=True,
+            cwd=Path(__file__).parent,
+            check=False,
+        ).stdout.strip()
+    except OSError:
+        revision = ""
+    return {
+        "python": platform.python_version(),
+        "packages": versions,
+        "git_revision": revision or None,
+        "cuda": torch.cuda.get_device_name() if torch.cuda.is_available() else None,
+    }
+
+
+def sweep_launcher() -> DictConfig | None:
+    """The launcher config of the multirun this job belongs to (None for a single run)."""
+    from hydra.core.hydra_config import HydraConfig
+    from hydra.types import RunMode
+
+    if not HydraConfig.initialized() or HydraConfig.get().mode != RunMode.MULTIRUN:
+        return None
+    return HydraConfig.get().launcher
+
+
+def job_threads(
+    requested: int, launcher: DictConfig | None, cores: int | None = None
+) -> int | None:
+    """Torch threads for this job, so parallel jobs of a sweep do not oversubscribe the cores.
+
+    requested > 0 wins; 0 means: the launcher's CPUs per job (submitit cpus_per_task, Ray
+    remote.num_cpus), else cores // n_jobs for joblib, else torch's default (None).
+    """
+    if requested > 0:
+        return requested
+    if launcher is None:
+        return None
+    per_job = launcher.get("cpus_per_task") or OmegaConf.select(launcher, "ray.remote.num_cpus")
+    if per_job:
+        return int(per_job)
+    n_jobs = launcher.get("n_jobs")
+    if not n_jobs:
+        return None
+    cores = cores or len(os.sched_getaffinity(0))
+    parallel = cores + 1 + int(n_jobs) if n_jobs < 0 else int(n_jobs)  # joblib: -1 = all cores
+    return max(1, cores // max(1, parallel))
+
+
+def build_split(cfg: DictConfig, data) -> TaskSplit:
+    """The paper's split files when exp.split_files is set, else the seeded generator."""
+    check_split_arguments(data.n_classes, int(cfg.n_tasks), float(cfg.exp.blurry))
+    if cfg.exp.split_files:
+        return read_rm_split(
+            str(cfg.exp.split_files),
+            cfg.dataset.name,
+            cfg.exp.name,
+            int(cfg.split_seed),
+            int(cfg.n_tasks),
+            data.train_files or [],
+            data.class_names,
+        )
+    return make_split(
+        data.train_y, data.n_classes, int(cfg.n_tasks), float(cfg.exp.blurry), int(cfg.split_seed)
+    )
+
+
+def write_summary(writer: ResultWriter, cfg: DictConfig, record: RunRecord, status: str) -> dict:
+    """summary.csv from whatever the run finished, so a failure loses nothing."""
+    summary = config_choices(cfg)
+    if record.task_accuracy:
+        metrics = summarize(
+            np.array(record.task_accuracy),
+            np.vstack(record.acc_matrix),
+            record.untrained_group_accuracy,
+            None if cfg.joint_acc is None else float(cfg.joint_acc),
+        )
+        summary.update(metrics)
+    summary.update(
+        tasks_done=len(record.task_accuracy), seconds=round(record.seconds, 2), status=status
+    )
+    writer.write_summary(summary)
+    return summary
+
+
+def run(cfg: DictConfig, run_dir: Path) -> dict:
+    """Run one configured experiment into run_dir and return its summary row."""
+    check_config(cfg)
+    for warning in apply_deprecated_keys(cfg):
+        log.warning(warning)
+    check_method_and_memory_options(cfg)
+    threads = job_threads(int(cfg.num_threads), sweep_launcher())
+    if threads is not None:
+        torch.set_num_threads(threads)
+    device = resolve_device(str(cfg.device))
+    seed_everything(int(cfg.seed))
+    log.info(
+        "run directory: %s | device: %s | torch threads: %d",
+        run_dir,
+        device,
+        torch.get_num_threads(),
+    )
+    log.info("config:\n%s", OmegaConf.to_yaml(cfg, resolve=True))
+    checkpoint_path = Path(run_dir) / CHECKPOINT_NAME
+    command = resume_command(run_dir)
+    log.info("if interrupted, continue with: %s", command)
+    state = resume_state(cfg, checkpoint_path, device)
+    data = load_dataset(
+        cfg.dataset.name, str(cfg.data_root), bool(cfg.download), cfg.dataset.image_size
+    )
+    split = build_split(cfg, data)
+    writer = ResultWriter(run_dir, purge_step=None if state is None else state["global_step"] + 1)
+    writer.write_json("run_info.json", environment_record())
+    trainer = Trainer(cfg, data, split, device, writer)
+    trainer.checkpointer = Checkpointer(checkpoint_path, int(cfg.checkpoint_every), cfg, command)
+    if state is not None:
+        try:
+            trainer.load_state_dict(state)
+        except (RuntimeError, KeyError, TypeError, ValueError) as error:
+            raise CheckpointError(
+                f"checkpoint {checkpoint_path} does not fit this run's model, method or memory "
+                f"({type(error).__name__}: {str(error)[:300]}); delete it to start over."
+            ) from error
+    status = "complete"
+    try:
+        trainer.run()
+    except BaseException as error:
+        status = f"failed: {type(error).__name__}"
+        raise
+    finally:
+        summary = write_summary(writer, cfg, trainer.record, status)
+        writer.close()
+    log.info(
+        "A_last %.2f | A_avg %.2f | F_last %.2f | I_last %.2f",
+        summary["A_last"],
+        summary["A_avg"],
+        summary["F_last"],
+        summary["I_last"],
+    )
+    return summary

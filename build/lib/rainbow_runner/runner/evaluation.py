@@ -1,0 +1,131 @@
+"""Test-set evaluation after a task, and how it enters the run record, CSVs and TensorBoard."""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Callable
+from dataclasses import dataclass
+
+import numpy as np
+import torch
+
+from rainbow_runner.datasets.base import ImageSource
+from rainbow_runner.datasets.splits import TaskSplit
+from rainbow_runner.memory import Memory
+from rainbow_runner.runner.models import MixedPrecision
+from rainbow_runner.runner.reporting.metrics import a_avg, forgetting
+from rainbow_runner.runner.reporting.results import ResultWriter
+from rainbow_runner.runner.run_state import RunRecord
+
+log = logging.getLogger(__name__)
+
+
+@dataclass
+class Evaluation:
+    """Test accuracies after one task, in %."""
+
+    accuracy: float
+    accuracy_topk: float
+    group_accuracy: np.ndarray
+
+
+@torch.inference_mode()
+def evaluate_test_set(
+    model: torch.nn.Module,
+    predict: Callable[[torch.Tensor], torch.Tensor],
+    test_images: ImageSource,
+    test_labels: torch.Tensor,
+    *,
+    split: TaskSplit,
+    n_groups: int,
+    n_exposed: int,
+    topk: int,
+    batchsize: int,
+    device: torch.device,
+    normalize: Callable[[torch.Tensor], torch.Tensor],
+    precision: MixedPrecision,
+) -> Evaluation:
+    """Accuracy on the test samples of the exposed classes, per class and per task group.
+
+    Args:
+        model: put in eval mode before `predict` (the method's scores, from the model's input).
+        test_images: uint8 images; test_labels: relabelled, on `device`.
+        split: gives each label's task group; n_groups: the group count.
+        n_exposed: classes seen so far; accuracy and accuracy_topk count only their samples.
+    """
+    model.eval()
+    n_test = len(test_labels)
+    top1 = torch.zeros(n_test, dtype=torch.bool, device=device)
+    in_topk = torch.zeros(n_test, dtype=torch.bool, device=device)
+    for start in range(0, n_test, batchsize):
+        stop = min(start + batchsize, n_test)
+        if isinstance(test_images, torch.Tensor):  # a view: no copy before normalising
+            images = test_images[start:stop].to(device, non_blocking=True)
+        else:
+            images = test_images[torch.arange(start, stop)].to(device, non_blocking=True)
+        with precision.autocast():
+            scores = predict(normalize(images))
+        best = scores.topk(min(topk, scores.shape[1]), dim=1).indices
+        labels = test_labels[start:stop]
+        top1[start:stop] = best[:, 0] == labels
+        in_topk[start:stop] = (best == labels[:, None]).any(1)
+    exposed = test_labels < n_exposed
+    groups = split.label_group(test_labels)
+    per_group = torch.bincount(groups[top1], minlength=n_groups) / torch.bincount(
+        groups, minlength=n_groups
+    ).clamp(min=1)
+    return Evaluation(
+        accuracy=100.0 * top1[exposed].float().mean().item(),
+        accuracy_topk=100.0 * in_topk[exposed].float().mean().item(),
+        group_accuracy=100.0 * per_group.cpu().numpy(),
+    )
+
+
+def record_task(
+    record: RunRecord,
+    writer: ResultWriter,
+    evaluation: Evaluation,
+    *,
+    task_id: int,
+    n_tasks: int,
+    n_exposed: int,
+    n_train_samples: int,
+    memory: Memory,
+    train_loss: float,
+    steps: int,
+    seconds: float,
+    topk: int,
+) -> None:
+    """Add a task's evaluation to the run record, its tasks.csv row, TensorBoard and the log."""
+    record.task_accuracy.append(evaluation.accuracy)
+    record.acc_matrix.append(evaluation.group_accuracy)
+    matrix = np.vstack(record.acc_matrix)
+    row = {
+        "task": task_id,
+        "n_seen_classes": n_exposed,
+        "n_train_samples": n_train_samples,
+        "memory_size": len(memory),
+        "test_acc": evaluation.accuracy,
+        f"test_acc_top{topk}": evaluation.accuracy_topk,
+        "A_avg_so_far": a_avg(np.array(record.task_accuracy)),
+        "forgetting_so_far": forgetting(matrix),
+        "train_loss": train_loss,
+        "steps": steps,
+        "wall_seconds": seconds,
+    }
+    writer.add_task(row, evaluation.group_accuracy)
+    writer.scalar("test/accuracy", evaluation.accuracy, task_id)
+    writer.scalar(f"test/accuracy_top{topk}", evaluation.accuracy_topk, task_id)
+    writer.scalar("test/train_loss", train_loss, task_id)
+    writer.histogram("memory/class", memory.labels.numpy(), task_id)
+    log.info(
+        "task %d/%d | classes %d | train %d | memory %d | test acc %.2f%% | loss %.4f | %.1fs",
+        task_id + 1,
+        n_tasks,
+        n_exposed,
+        n_train_samples,
+        len(memory),
+        evaluation.accuracy,
+        train_loss,
+        seconds,
+    )

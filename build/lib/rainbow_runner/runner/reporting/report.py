@@ -1,0 +1,317 @@
+"""`python -m runner.report PATH... [--out DIR]`: mean ± std over seeds for every configuration.
+
+Reads every run's results/summary.csv, tasks.csv and acc_matrix.csv under the paths and writes
+report.csv, report.md, accuracy_curves.png and acc_matrix_<config>.png. Runs without a summary,
+failed or cut short are listed in report.md and counted in n_incomplete, never dropped silently.
+"""
+
+from __future__ import annotations
+
+import argparse
+import math
+import re
+import sys
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+
+CONFIG_KEYS = ["mode", "mem_manage", "dataset", "stream", "exp", "mem_size", "trans"]
+EXTRA_KEYS = ["model", "n_tasks", "n_epoch", "batchsize", "lr"]  # shown when they vary
+GROUP_KEYS = CONFIG_KEYS + EXTRA_KEYS
+METRICS = ["A_last", "A_avg", "F_last", "I_last"]
+CSV_METRICS = METRICS + ["BWT", "FWT", "seconds"]
+JOINT_KEYS = ["dataset", "exp", "model"]  # a joint run gives I_last to runs sharing these
+
+
+@dataclass
+class Report:
+    """The aggregated table and the runs it could not use, as written to disk."""
+
+    table: pd.DataFrame
+    runs: pd.DataFrame
+    problems: list[str] = field(default_factory=list)
+    markdown: str = ""
+
+
+def find_run_dirs(paths: list[Path]) -> list[Path]:
+    """Every run directory under paths: one with results/, Hydra's .hydra/ or a run.log."""
+    found: set[Path] = set()
+    for path in map(Path, paths):
+        if not path.exists():
+            raise ValueError(f"report path {path} does not exist.")
+        for marker in ("results/summary.csv", "results/tasks.csv", ".hydra/config.yaml"):
+            found.update(hit.parent.parent for hit in path.rglob(marker))
+        found.update(hit.parent for hit in path.rglob("run.log"))
+    return sorted(found)
+
+
+def expected_tasks(row: pd.Series) -> int:
+    """mode=joint trains all tasks as one; every other mode trains n_tasks tasks."""
+    return 1 if row["mode"] == "joint" else int(row["n_tasks"])
+
+
+def config_of_unfinished_run(run_dir: Path) -> dict | None:
+    """The settings of a run that wrote no summary, from Hydra's saved config (if readable)."""
+    saved = run_dir / ".hydra" / "config.yaml"
+    if not saved.exists():
+        return None
+    try:
+        from omegaconf import OmegaConf
+
+        import rainbow_runner.runner.config  # noqa: F401  (the config's resolvers)
+        from rainbow_runner.runner.app import config_choices
+
+        return config_choices(OmegaConf.load(saved))
+    except Exception:  # an unreadable config still gets its directory listed
+        return None
+
+
+def load_runs(run_dirs: list[Path]) -> tuple[pd.DataFrame, list[str]]:
+    """One row per run with a `complete` flag, and a line for every run that is not complete."""
+    rows, problems = [], []
+    for run_dir in run_dirs:
+        summary_file = run_dir / "results" / "summary.csv"
+        if summary_file.exists():
+            row = pd.read_csv(summary_file).iloc[0].to_dict()
+            done, expected = int(row["tasks_done"]), expected_tasks(pd.Series(row))
+            row["complete"] = row["status"] == "complete" and done >= expected
+            if not row["complete"]:
+                problems.append(f"`{run_dir}`: {row['status']}, {done}/{expected} tasks")
+        else:
+            row = config_of_unfinished_run(run_dir)
+            overrides = run_dir / ".hydra" / "overrides.yaml"
+            detail = (
+                overrides.read_text().replace("\n- ", " ").strip("- \n")
+                if overrides.exists()
+                else ""
+            )
+            problems.append(
+                f"`{run_dir}`: no results/summary.csv" + (f" ({detail})" if detail else "")
+            )
+            if row is None:
+                continue
+            row.update(status="no summary", tasks_done=0, complete=False)
+        row["run_dir"] = str(run_dir)
+        rows.append(row)
+    runs = pd.DataFrame(rows)
+    if not runs.empty:
+        runs["trans"] = runs["trans"].fillna("none").astype(str)
+        runs = runs.reindex(columns=list(dict.fromkeys([*runs.columns, *CSV_METRICS])))
+    return runs, problems
+
+
+def attach_joint_accuracy(runs: pd.DataFrame) -> pd.DataFrame:
+    """joint_acc from complete joint runs (same split seed first), and I_last recomputed from it."""
+    runs = runs.copy()
+    joint = runs[runs["complete"] & (runs["mode"] == "joint")]
+    by_split = joint.groupby([*JOINT_KEYS, "split_seed"])["A_last"].mean().rename("joint_split")
+    by_setting = joint.groupby(JOINT_KEYS)["A_last"].mean().rename("joint_any")
+    runs = runs.merge(by_split, how="left", left_on=[*JOINT_KEYS, "split_seed"], right_index=True)
+    runs = runs.merge(by_setting, how="left", left_on=JOINT_KEYS, right_index=True)
+    runs["joint_acc"] = runs["joint_split"].fillna(runs["joint_any"])
+    found = runs["joint_acc"].notna()
+    runs.loc[found, "I_last"] = runs.loc[found, "joint_acc"] - runs.loc[found, "A_last"]
+    return runs.drop(columns=["joint_split", "joint_any"])
+
+
+def aggregate(runs: pd.DataFrame) -> pd.DataFrame:
+    """One row per configuration: mean and sample std (ddof=1) over its complete runs."""
+    complete = runs[runs["complete"]]
+    stats = complete.groupby(GROUP_KEYS, dropna=False)[CSV_METRICS].agg(["mean", "std"])
+    stats.columns = [f"{metric}_{stat}" for metric, stat in stats.columns]
+    grouped = runs.groupby(GROUP_KEYS, dropna=False)
+    table = pd.DataFrame(
+        {
+            "n_seeds": grouped["complete"].sum().astype(int),
+            "n_incomplete": grouped["complete"].apply(lambda done: int((~done).sum())),
+            "seeds": grouped["seed"].apply(lambda seeds: " ".join(map(str, sorted(set(seeds))))),
+        }
+    )
+    table["joint_acc_mean"] = complete.groupby(GROUP_KEYS, dropna=False)["joint_acc"].mean()
+    table = table.join(stats).reset_index()
+    return table.sort_values(["dataset", "exp", "stream", "mem_size", "mode"], kind="stable")
+
+
+def absent_seeds(runs: pd.DataFrame) -> list[str]:
+    """Configurations lacking seeds that other configurations of the same data set have."""
+    lines = []
+    for _, of_dataset in runs.groupby("dataset"):
+        all_seeds = set(of_dataset["seed"])
+        for key, of_config in of_dataset.groupby(GROUP_KEYS, dropna=False):
+            missing = sorted(all_seeds - set(of_config["seed"]))
+            if missing:
+                label = config_label(dict(zip(GROUP_KEYS, key, strict=True)), [])
+                lines.append(f"{label}: no run for seed {', '.join(map(str, missing))}")
+    return lines
+
+
+def varying_extras(table: pd.DataFrame) -> list[str]:
+    return [key for key in EXTRA_KEYS if table[key].nunique(dropna=False) > 1]
+
+
+def config_label(config: dict, extras: list[str]) -> str:
+    """A short name of a configuration, for legends, titles and file names."""
+    label = (
+        f"{config['mode']}/{config['mem_manage']} {config['dataset']} {config['stream']} "
+        f"{config['exp']} mem{config['mem_size']} {config['trans']}"
+    )
+    return label + "".join(f" {key}={config[key]}" for key in extras)
+
+
+def mean_std(mean: float, std: float) -> str:
+    if mean is None or (isinstance(mean, float) and math.isnan(mean)):
+        return "—"
+    return f"{mean:.2f}" if std is None or math.isnan(std) else f"{mean:.2f} ± {std:.2f}"
+
+
+def markdown(table: pd.DataFrame, runs: pd.DataFrame, problems: list[str]) -> str:
+    """The README-style table, then every run the means could not use."""
+    keys = CONFIG_KEYS + varying_extras(table)
+    header = keys + METRICS + ["joint_acc", "time (s)", "n_seeds"]
+    show_incomplete = bool(table["n_incomplete"].any())
+    header += ["n_incomplete"] if show_incomplete else []
+    lines = ["| " + " | ".join(header) + " |", "|" + "---|" * len(header)]
+    for row in table.to_dict("records"):
+        cells = [str(row[key]) for key in keys]
+        cells += [mean_std(row[f"{m}_mean"], row[f"{m}_std"]) for m in METRICS]
+        cells += [mean_std(row["joint_acc_mean"], float("nan"))]
+        cells += [mean_std(row["seconds_mean"], row["seconds_std"]), str(row["n_seeds"])]
+        cells += [str(row["n_incomplete"])] if show_incomplete else []
+        lines.append("| " + " | ".join(cells) + " |")
+    n_complete = int(runs["complete"].sum()) if not runs.empty else 0
+    text = [f"# Results: {n_complete} complete runs, mean ± std (ddof=1) over seeds", ""]
+    text += lines + ["", "## Missing or partial runs", ""]
+    text += [f"- {line}" for line in problems] if problems else ["None."]
+    return "\n".join(text) + "\n"
+
+
+def slug(label: str) -> str:
+    return re.sub(r"[^A-Za-z0-9.+=-]+", "_", label).strip("_")
+
+
+def plot_curves(runs: pd.DataFrame, labels: dict, out: Path) -> None:
+    """accuracy_curves.png: accuracy after each task, mean over seeds with a ±std band."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    panels = sorted(runs.groupby(["dataset", "exp"]).groups)
+    figure, axes = plt.subplots(1, len(panels), figsize=(6 * len(panels), 4.5), squeeze=False)
+    for axis, (dataset, exp) in zip(axes[0], panels, strict=True):
+        in_panel = runs[(runs["dataset"] == dataset) & (runs["exp"] == exp)]
+        for key, group in in_panel.groupby(GROUP_KEYS, dropna=False):
+            curves = [
+                pd.read_csv(Path(d) / "results" / "tasks.csv")["test_acc"] for d in group.run_dir
+            ]
+            curves = np.vstack([c.to_numpy() for c in curves if len(c) == len(curves[0])])
+            mean, std = curves.mean(axis=0), curves.std(axis=0, ddof=1) if len(curves) > 1 else 0
+            if key[0] == "joint":
+                axis.axhline(mean[-1], linestyle="--", color="gray", label=labels[key])
+                continue
+            tasks = np.arange(1, len(mean) + 1)
+            (line,) = axis.plot(tasks, mean, marker="o", label=labels[key])
+            axis.fill_between(tasks, mean - std, mean + std, color=line.get_color(), alpha=0.2)
+            axis.set_xticks(tasks)
+        axis.set(title=f"{dataset} {exp}", xlabel="after task", ylabel="test accuracy (%)")
+        axis.legend(fontsize=7)
+    figure.tight_layout()
+    figure.savefig(out / "accuracy_curves.png", dpi=120)
+    plt.close(figure)
+
+
+def plot_matrices(runs: pd.DataFrame, labels: dict, out: Path) -> None:
+    """acc_matrix_<config>.png: accuracy on each task's classes after each task, seed mean."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    for key, group in runs.groupby(GROUP_KEYS, dropna=False):
+        files = [Path(d) / "results" / "acc_matrix.csv" for d in group.run_dir]
+        matrices = [
+            pd.read_csv(f).drop(columns="after_task").to_numpy() for f in files if f.exists()
+        ]
+        if not matrices:
+            continue
+        matrix = np.mean([m for m in matrices if m.shape == matrices[0].shape], axis=0)
+        rows, columns = matrix.shape
+        figure, axis = plt.subplots(figsize=(max(4.5, 1.5 + 0.8 * columns), 1.5 + 0.7 * rows))
+        image = axis.imshow(matrix, vmin=0, vmax=100, cmap="viridis")
+        if matrix.size <= 400:
+            for (i, j), value in np.ndenumerate(matrix):
+                axis.text(j, i, f"{value:.0f}", ha="center", va="center", fontsize=7, color="w")
+        axis.set_xticks(range(columns), [str(j + 1) for j in range(columns)])
+        axis.set_yticks(range(rows), [str(i + 1) for i in range(rows)])
+        axis.set(xlabel="classes of task", ylabel="after task")
+        axis.set_title(labels[key].replace(" ", "\n", 1), fontsize=8)
+        figure.colorbar(image, ax=axis)
+        figure.tight_layout()
+        figure.savefig(out / f"acc_matrix_{slug(labels[key])}.png", dpi=120)
+        plt.close(figure)
+
+
+def write_report(paths: list[Path], out: Path) -> Report:
+    """Aggregate every run under paths and write report.csv, report.md and the plots to out."""
+    out = Path(out)
+    out.mkdir(parents=True, exist_ok=True)
+    run_dirs = find_run_dirs(paths)
+    if not run_dirs:
+        raise ValueError(f"no run directories under {', '.join(map(str, paths))}.")
+    runs, problems = load_runs(run_dirs)
+    if runs.empty:  # nothing to tabulate, but every directory found is still listed
+        text = "# Results: no run could be read\n\n## Missing or partial runs\n\n"
+        text += "".join(f"- {line}\n" for line in problems)
+        (out / "report.md").write_text(text)
+        return Report(table=pd.DataFrame(), runs=runs, problems=problems, markdown=text)
+    runs = attach_joint_accuracy(runs)
+    problems += absent_seeds(runs)
+    table = aggregate(runs)
+    extras = varying_extras(table)
+    labels = {
+        tuple(row[k] for k in GROUP_KEYS): config_label(row, extras)
+        for row in table.to_dict("records")
+    }
+    table.insert(
+        0, "config", [labels[tuple(row[k] for k in GROUP_KEYS)] for _, row in table.iterrows()]
+    )
+    table.to_csv(out / "report.csv", index=False)
+    text = markdown(table, runs, problems)
+    (out / "report.md").write_text(text)
+    complete = runs[runs["complete"]]
+    if not complete.empty:
+        plot_curves(complete, labels, out)
+        plot_matrices(complete, labels, out)
+    return Report(table=table, runs=runs, problems=problems, markdown=text)
+
+
+def main(argv: list[str] | None = None) -> int:
+    """CLI: print the table; exit status 2 when no run is found."""
+    parser = argparse.ArgumentParser(
+        prog="python -m runner.report", description=__doc__.split("\n")[0]
+    )
+    parser.add_argument(
+        "paths", nargs="+", type=Path, help="run or sweep directories (searched recursively)"
+    )
+    parser.add_argument("--out", type=Path, help="where to write (default: PATH if one, else .)")
+    args = parser.parse_args(argv)
+    out = args.out or (args.paths[0] if len(args.paths) == 1 else Path("."))
+    try:
+        report = write_report(args.paths, out)
+    except ValueError as error:
+        print(f"error: {error}", file=sys.stderr)
+        return 2
+    print(report.markdown, end="")
+    print(f"report: {out / 'report.md'}")
+    return 0
+
+
+def cli() -> None:
+    """The `rainbow-report` console command."""
+    sys.exit(main())
+
+
+if __name__ == "__main__":
+    cli()

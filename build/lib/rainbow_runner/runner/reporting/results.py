@@ -1,0 +1,90 @@
+"""Run outputs: per-task CSVs rewritten after every task, a summary, TensorBoard events."""
+
+from __future__ import annotations
+
+import json
+import os
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+
+
+def write_csv_atomically(frame: pd.DataFrame, path: Path) -> None:
+    """A reader (or a crash) never sees half a CSV."""
+    temporary = path.with_suffix(path.suffix + ".tmp")
+    frame.to_csv(temporary, index=False)
+    os.replace(temporary, path)
+
+
+class ResultWriter:
+    """Owns results/ and the TensorBoard directory of one run."""
+
+    def __init__(
+        self, run_dir: Path, tensorboard: bool = True, purge_step: int | None = None
+    ) -> None:
+        self.run_dir = Path(run_dir)
+        self.results_dir = self.run_dir / "results"
+        self.results_dir.mkdir(parents=True, exist_ok=True)
+        self.task_rows: list[dict] = []
+        self.acc_rows: list[np.ndarray] = []
+        self.events = None
+        if tensorboard:
+            from torch.utils.tensorboard import SummaryWriter
+
+            # purge_step: a resumed run hides the events an interrupted run logged past it.
+            self.events = SummaryWriter(log_dir=str(self.run_dir / "tb"), purge_step=purge_step)
+
+    def scalar(self, tag: str, value: float, step: int) -> None:
+        if self.events is not None:
+            self.events.add_scalar(tag, value, step)
+
+    def histogram(self, tag: str, values: np.ndarray, step: int) -> None:
+        if self.events is not None and len(values):
+            self.events.add_histogram(tag, values, step)
+
+    def add_task(self, row: dict, acc_row: np.ndarray) -> None:
+        """Record one task's results and rewrite tasks.csv and acc_matrix.csv."""
+        self.task_rows.append(row)
+        self.acc_rows.append(np.asarray(acc_row, dtype=float))
+        self._write_tables()
+
+    def _write_tables(self) -> None:
+        write_csv_atomically(pd.DataFrame(self.task_rows), self.results_dir / "tasks.csv")
+        matrix = pd.DataFrame(
+            np.vstack(self.acc_rows),
+            columns=[f"task{j}" for j in range(len(self.acc_rows[0]))],
+        )
+        matrix.insert(0, "after_task", range(len(self.acc_rows)))
+        write_csv_atomically(matrix, self.results_dir / "acc_matrix.csv")
+
+    def state_dict(self) -> dict:
+        """The rows so far, so a resumed run rewrites the same tasks.csv and acc_matrix.csv."""
+        return {"task_rows": [dict(row) for row in self.task_rows], "acc_rows": list(self.acc_rows)}
+
+    def load_state_dict(self, state: dict) -> None:
+        self.task_rows = [dict(row) for row in state["task_rows"]]
+        self.acc_rows = [np.asarray(row, dtype=float) for row in state["acc_rows"]]
+        if self.task_rows:  # back to the checkpoint's rows, even if no task is left to run
+            self._write_tables()
+
+    def write_task_row(self, table: str, row: dict) -> None:
+        """Rewrite results/<table>.csv with this task's row after the earlier tasks' rows
+        (a resumed run drops rows of tasks it runs again); row["task"] names the task."""
+        path = self.results_dir / f"{table}.csv"
+        rows = pd.read_csv(path) if path.exists() else pd.DataFrame()
+        if len(rows):
+            rows = rows[rows["task"] < row["task"]]
+        frame = pd.concat([rows, pd.DataFrame([row])]) if len(rows) else pd.DataFrame([row])
+        write_csv_atomically(frame, path)
+
+    def write_summary(self, summary: dict) -> None:
+        write_csv_atomically(pd.DataFrame([summary]), self.results_dir / "summary.csv")
+
+    def write_json(self, name: str, content: dict) -> None:
+        (self.run_dir / name).write_text(json.dumps(content, indent=2, default=str))
+
+    def close(self) -> None:
+        if self.events is not None:
+            self.events.flush()
+            self.events.close()

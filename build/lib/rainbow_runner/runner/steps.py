@@ -1,0 +1,118 @@
+"""Training steps: planned index sets -> prepared batches (a chunk per call) -> method updates."""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from dataclasses import dataclass
+
+import torch
+from tqdm import tqdm
+
+from rainbow_runner.datasets.augment.pipeline import Augmenter
+from rainbow_runner.datasets.devices import to_device_async
+from rainbow_runner.methods.base import Method, RunWriter, TrainBatch
+from rainbow_runner.runner.running import RunningSums
+
+
+@dataclass
+class PlannedStep:
+    """The training-set indices of one step, stream rows first (unless memory_flags says)."""
+
+    indices: torch.Tensor
+    n_stream: int
+    memory_flags: torch.Tensor | None = None
+
+    @classmethod
+    def of(cls, stream: torch.Tensor, replayed: torch.Tensor) -> PlannedStep:
+        """A step on a stream batch plus the memory rows the method replays with it."""
+        if len(replayed) == 0:
+            return cls(stream, len(stream))
+        return cls(torch.cat([stream, replayed]), len(stream))
+
+
+class StepRunner:
+    """Prepares planned steps' batches in one call and runs the method's update on each."""
+
+    def __init__(
+        self,
+        method: Method,
+        model: torch.nn.Module,
+        augmenter: Augmenter,
+        fetch_images: Callable[[torch.Tensor], torch.Tensor],
+        train_labels: torch.Tensor,
+        log_every: int,
+        where: Callable[[], str],
+        writer: RunWriter,
+        lr: Callable[[], float | None],
+        pin_indices: bool,
+    ) -> None:
+        self.method, self.model, self.augmenter = method, model, augmenter
+        self.fetch_images, self.train_labels = fetch_images, train_labels
+        self.log_every, self.where, self.writer, self.lr = log_every, where, writer, lr
+        self.pin_indices = pin_indices  # CUDA: index tensors go over without a host sync
+        self.running = RunningSums(train_labels.device)
+        self.global_step = 0
+        self.progress: tqdm | None = None
+
+    def batches_ahead(self, planned: list[PlannedStep]) -> list[TrainBatch]:
+        """The training batches of the planned steps, from one call for all of them.
+
+        Every image still draws its own augmentation and every step mixes within its own batch;
+        a call costs about as much for 8 small batches as for one (the cost of a small batch is
+        its count of tensor operations, not its pixels).
+        """
+        rows = [step.indices for step in planned]
+        indices = rows[0] if len(rows) == 1 else torch.cat(rows)
+        if self.pin_indices:
+            indices = to_device_async(indices, self.train_labels.device)
+        images = self.augmenter.augment_images(self.fetch_images(indices))
+        if indices.device != self.train_labels.device:
+            indices = indices.to(self.train_labels.device)
+        labels = self.train_labels.index_select(0, indices)
+        mixed = self.augmenter.finish_steps(images, labels, [len(r) for r in rows])
+        return [
+            TrainBatch(b.x, b.y, b.y_mix, b.lam, step.indices, step.n_stream, step.memory_flags)
+            for b, step in zip(mixed, planned, strict=True)
+        ]
+
+    def run(self, planned: list[PlannedStep], together: bool) -> None:
+        """A step on each planned batch; together: their batches are prepared in one call."""
+        if together:
+            for batch in self.batches_ahead(planned):
+                self.train_step(batch)
+        else:  # augment_chunk=0: each step prepares its own batch
+            for step in planned:
+                self.train_step(self.batches_ahead([step])[0])
+
+    def train_step(self, batch: TrainBatch) -> None:
+        """The method's update on a prepared batch; no host sync (flush_window syncs)."""
+        single = len(batch.y) == 1  # BatchNorm cannot normalise one sample: use running stats
+        if single or not self.model.training:  # train() walks every module: only when needed
+            self.model.train(not single)
+        loss, logits = self.method.update(batch)
+        self.method.after_step()
+        self.global_step += 1
+        self.running.add_step(loss, logits, batch.y)
+        if self.progress is not None:
+            self.progress.update(1)
+        if self.running.window_steps >= self.log_every:
+            self.flush_window()
+
+    def flush_window(self) -> None:
+        """Sync once per window: check the loss, log it, update the progress bar."""
+        stats = self.running.flush(self.where)
+        if stats is None:
+            return
+        if self.progress is not None:
+            self.progress.set_postfix(loss=f"{stats.loss:.3f}", acc=f"{stats.accuracy:.1f}")
+        self.writer.scalar("train/loss", stats.loss, self.global_step)
+        self.writer.scalar("train/accuracy", stats.accuracy, self.global_step)
+        lr = self.lr()
+        if lr is not None:
+            self.writer.scalar("train/lr", lr, self.global_step)
+
+    def expect(self, n_steps: int) -> None:
+        """Tell the progress bar about steps to come."""
+        if self.progress is not None:
+            self.progress.total = (self.progress.total or 0) + n_steps
+            self.progress.refresh()

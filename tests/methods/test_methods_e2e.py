@@ -1,0 +1,33 @@
+"""Every registered mode end to end on digits, in both streams and both split kinds."""
+
+from __future__ import annotations
+
+import pandas as pd
+import pytest
+
+from rainbow_runner.methods import METHODS
+from tests.conftest import TINY, run_in_process
+
+SETTINGS = [
+    ("online", "disjoint"),
+    ("online", "blurry10"),
+    ("offline", "disjoint"),
+    ("offline", "blurry10"),
+]
+
+
+@pytest.mark.parametrize("stream,exp", SETTINGS)
+@pytest.mark.parametrize("mode", METHODS.names())
+def test_every_mode_runs_every_task_and_learns(tmp_path, mode, stream, exp):
+    summary = run_in_process(tmp_path, [f"mode={mode}", f"stream={stream}", f"exp={exp}", *TINY])
+    tasks = pd.read_csv(tmp_path / "results" / "tasks.csv")
+    n_tasks = 1 if mode == "joint" else 5
+    assert summary["status"] == "complete" and summary["tasks_done"] == n_tasks
+    if METHODS.get(mode).uses_memory:
+        assert (tasks.memory_size <= 100).all() and tasks.memory_size.iloc[-1] > 0
+    else:
+        assert (tasks.memory_size == 0).all()
+    expected = [2, 4, 6, 8, 10] if exp == "disjoint" else [10] * 5
+    assert tasks.n_seen_classes.tolist() == expected[-n_tasks:]
+    # 10 classes: chance is 10%; finetune, the lower bound, knows about its last task's classes
+    assert summary["A_last"] > (15.0 if mode == "finetune" else 20.0)
