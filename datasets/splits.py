@@ -56,10 +56,25 @@ def check_split_arguments(n_classes: int, n_tasks: int, blurry_pct: float) -> No
         raise ValueError(f"blurry level {blurry_pct} is outside 0..100 (e.g. exp=blurry10).")
 
 
+def check_class_order(class_order: list[int], n_classes: int) -> None:
+    """A given class order must name every class id 0..n_classes-1 exactly once."""
+    if sorted(class_order) != list(range(n_classes)):
+        raise ValueError(
+            f"exp.class_order={list(class_order)} is not an order of the {n_classes} class ids "
+            f"0..{n_classes - 1} (each exactly once); use null for a seeded shuffle."
+        )
+
+
 def make_split(
-    train_labels: torch.Tensor, n_classes: int, n_tasks: int, blurry_pct: float, seed: int
+    train_labels: torch.Tensor,
+    n_classes: int,
+    n_tasks: int,
+    blurry_pct: float,
+    seed: int,
+    class_order: list[int] | None = None,
 ) -> TaskSplit:
-    """Shuffle the class order by seed and deal samples to tasks, disjoint or blurry.
+    """Shuffle the class order by seed (or take the given one) and deal samples to tasks,
+    disjoint or blurry.
 
     Blurry: every class keeps (100 - blurry_pct)% of its samples in its own task; the rest of
     all classes form one pool, shuffled and dealt so that task sizes equal the disjoint ones.
@@ -67,7 +82,12 @@ def make_split(
     """
     check_split_arguments(n_classes, n_tasks, blurry_pct)
     generator = torch.Generator().manual_seed(int(seed))
-    class_order = torch.randperm(n_classes, generator=generator)
+    shuffled = torch.randperm(n_classes, generator=generator)  # drawn either way: same streams
+    if class_order is None:
+        class_order = shuffled
+    else:
+        check_class_order(class_order, n_classes)
+        class_order = torch.tensor(class_order, dtype=torch.long)
     classes_per_task = n_classes // n_tasks
     split = TaskSplit(class_order, [], [], classes_per_task)
     labels = split.relabel(train_labels)

@@ -135,8 +135,14 @@ def build_split(cfg: DictConfig, data) -> TaskSplit:
             data.train_files or [],
             data.class_names,
         )
+    order = cfg.exp.get("class_order")
     return make_split(
-        data.train_y, data.n_classes, int(cfg.n_tasks), float(cfg.exp.blurry), int(cfg.split_seed)
+        data.train_y,
+        data.n_classes,
+        int(cfg.n_tasks),
+        float(cfg.exp.blurry),
+        int(cfg.split_seed),
+        None if order is None else [int(c) for c in order],
     )
 
 

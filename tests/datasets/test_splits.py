@@ -66,3 +66,15 @@ def test_seeds_reproduce_and_differ() -> None:
 def test_bad_arguments(n_tasks: int, blurry: float) -> None:
     with pytest.raises(ValueError):
         make_split(random_labels(), 10, n_tasks, blurry, seed=1)
+
+
+def test_a_given_class_order_is_kept_and_a_bad_one_is_refused():
+    labels = torch.arange(100) % 10
+    order = [3, 1, 4, 0, 5, 9, 2, 6, 8, 7]
+    split = make_split(labels, 10, 5, 0.0, seed=1, class_order=order)
+    assert split.class_order.tolist() == order
+    assert sorted(labels[split.train_tasks[0]].unique().tolist()) == [1, 3]  # task 0: 3 and 1
+    shuffled = make_split(labels, 10, 5, 0.0, seed=1)
+    assert [len(t) for t in split.train_tasks] == [len(t) for t in shuffled.train_tasks]
+    with pytest.raises(ValueError, match=r"exp.class_order=\[0, 0, 1\] is not an order"):
+        make_split(labels, 10, 5, 0.0, seed=1, class_order=[0, 0, 1])

@@ -113,3 +113,13 @@ def test_cli_help_lists_groups_and_cfg_job_prints_the_composed_config():
 def test_run_directories_name_the_split_and_seed():
     text = Path(CONF / "config.yaml").read_text()
     assert "${exp.name}" in text and "${seed}" in text and "${hydra.job.num}" in text
+
+
+def test_the_avalanche_protocol_preset_composes_its_settings():
+    cfg = compose_config(["experiment=fashion_mnist_avalanche_ci", "mode=er"])
+    assert cfg.dataset.name == "fashion_mnist" and cfg.exp.name == "disjoint"
+    assert list(cfg.exp.class_order) == list(range(10)) and cfg.stream.name == "offline"
+    assert (cfg.batchsize, cfg.mem_batchsize, cfg.n_epoch, cfg.lr) == (32, 32, 1, 0.01)
+    assert cfg.model.batchnorm is False and cfg.optimizer.nesterov is False
+    assert cfg.optimizer.weight_decay == 0.0 and cfg.scheduler._target_.endswith("ConstantLR")
+    assert list(cfg.trans) == [] and cfg.crop_padding == 0 and cfg.flip is False
