@@ -1,7 +1,7 @@
 """Wall time, CPU time and peak memory of whole runs, each in its own `python -m runner`.
 
 Default: the paper's blurry10 online Fashion-MNIST runs (mlp400, mem_size 500) for
-mode=rm (trans=[cutmix,autoaug], uncert_metric=vr_randaug), er, ewc and gdumb; modes
+mode=rm (trans=[cutmix,autoaug], mem_manage.metric=vr_randaug), er, ewc and gdumb; modes
 that do not exist yet are skipped with a message. --concurrent N also runs N copies of the
 first job at once, to check that a sweep on one machine slows down at most linearly.
 
@@ -28,7 +28,7 @@ from bench.common import format_table  # noqa: E402
 
 # Per mode: the extra overrides of the measured run (the paper's settings for RM).
 MODE_OVERRIDES = {
-    "rm": ["trans=[cutmix,autoaug]", "uncert_metric=vr_randaug"],
+    "rm": ["trans=[cutmix,autoaug]", "mem_manage.metric=vr_randaug"],
     "er": [],
     "ewc": [],
     "gdumb": [],

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import os
+import shutil
 import subprocess
 import sys
 from pathlib import Path
@@ -16,11 +17,15 @@ pytestmark = pytest.mark.slow
 
 @pytest.fixture(scope="module")
 def installed(tmp_path_factory) -> Path:
-    """`pip install .` (a wheel, not editable) into a folder of its own, dependencies aside."""
+    """`pip install .` (a wheel, not editable) into a folder of its own, dependencies aside;
+    built from a copy, so that the build leaves nothing in the repository."""
+    source = tmp_path_factory.mktemp("source") / "rainbow-runner"
+    skip = shutil.ignore_patterns(".*", "build", "outputs", "multirun", "data", "__pycache__")
+    shutil.copytree(REPO, source, ignore=skip)
     target = tmp_path_factory.mktemp("site")
     subprocess.run(
         [sys.executable, "-m", "pip", "install", "--quiet", "--no-deps", "--no-build-isolation"]
-        + ["--target", str(target), str(REPO)],
+        + ["--target", str(target), str(source)],
         check=True,
         capture_output=True,
         text=True,

@@ -200,3 +200,14 @@ def test_a_step_runs_under_bf16_autocast_on_cpu(tmp_path):
     assert any(not torch.equal(b, a) for b, a in zip(before, after, strict=True))
     stats = trainer.steps.running.flush(str)
     assert math.isfinite(stats.loss) and stats.loss > 0
+
+
+def test_the_base_crop_and_flip_are_config_keys_and_can_be_turned_off(tmp_path):
+    default = digits_trainer(tmp_path / "a", [])
+    assert default.augmenter.padding == 1 and default.augmenter.hflip is False  # digits: 8 px
+    off = digits_trainer(tmp_path / "b", ["crop_padding=0", "flip=false"])
+    images = off.train_x[:32]
+    assert torch.equal(off.augmenter.augment_images(images), images)  # nothing left to do
+    on = digits_trainer(tmp_path / "c", ["crop_padding=2", "flip=true"])
+    assert on.augmenter.padding == 2 and on.augmenter.hflip is True
+    assert not torch.equal(on.augmenter.augment_images(images), images)

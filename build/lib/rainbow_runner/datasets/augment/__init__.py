@@ -1,1 +1,0 @@
-"""Batched augmentation on uint8 image tensors: the pipeline, its policies, ops and lookups."""
