@@ -8,6 +8,7 @@ from rainbow_runner.methods import (  # noqa: F401  (registration)
     gdumb,
     icarl,
     joint,
+    mir,
     rm,
     rwalk,
 )

@@ -1,5 +1,6 @@
 """The mathematics methods share, as pure functions: losses, distillation, weight penalties,
-gradient projection, nearest-mean classification and re-initialisation."""
+gradient projection, nearest-mean and LDA classification, interference scores and
+re-initialisation."""
 
 from __future__ import annotations
 
@@ -177,3 +178,33 @@ def project_on_reference(gradient: torch.Tensor, reference: torch.Tensor) -> tor
     if dot >= 0:
         return gradient
     return gradient - dot / torch.dot(reference, reference).clamp(min=1e-12) * reference
+
+
+# --- interference (MIR) ---
+
+
+def virtual_sgd_parameters(
+    model: nn.Module, loss: torch.Tensor, param_groups: list[dict]
+) -> dict[str, torch.Tensor]:
+    """θ − lr·∇loss for the trainable parameters of an optimizer's groups (each group's lr),
+    detached and by name, for torch.func.functional_call: a look-ahead that leaves the real
+    parameters and their .grad as they are (no momentum or weight decay, as in MIR)."""
+    names = {id(param): name for name, param in model.named_parameters()}
+    params, lrs = [], []
+    for group in param_groups:
+        for param in group["params"]:
+            if param.requires_grad:
+                params.append(param)
+                lrs.append(float(group["lr"]))
+    grads = torch.autograd.grad(loss, params, allow_unused=True)
+    return {
+        names[id(param)]: param.detach() - lr * grad.detach()
+        for param, lr, grad in zip(params, lrs, grads, strict=True)
+        if grad is not None
+    }
+
+
+def most_interfered(loss_before: torch.Tensor, loss_after: torch.Tensor, k: int) -> torch.Tensor:
+    """Positions of the k candidates whose loss rises most from θ to θ' (MIR's criterion)."""
+    increase = loss_after - loss_before
+    return torch.topk(increase, min(k, len(increase))).indices
