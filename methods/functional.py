@@ -132,6 +132,47 @@ def nearest_mean_scores(features: torch.Tensor, means: torch.Tensor) -> torch.Te
     return (-distance).masked_fill(means.isnan().any(1)[None, :], float("-inf"))
 
 
+# --- linear discriminant analysis (SLDA) ---
+
+
+def add_class_statistics(
+    means: torch.Tensor,
+    counts: torch.Tensor,
+    scatter: torch.Tensor | None,
+    features: torch.Tensor,
+    labels: torch.Tensor,
+) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor | None]:
+    """Class means, counts and the pooled within-class scatter Σ_c Σ_{i∈c} (x_i − μ_c)(x_i − μ_c)ᵀ
+    after one more batch, merged exactly (Chan et al.), so batching and order do not matter.
+
+    scatter=None skips the scatter (a fixed covariance) and returns None for it.
+    """
+    features = features.to(means.dtype)
+    batch_counts = torch.bincount(labels, minlength=len(means)).to(means.dtype)
+    sums = torch.zeros_like(means).index_add_(0, labels, features)
+    batch_means = sums / batch_counts.clamp(min=1)[:, None]
+    total = counts + batch_counts
+    delta = batch_means - means  # rows of classes absent from the batch get weight 0 below
+    new_means = means + delta * (batch_counts / total.clamp(min=1))[:, None]
+    if scatter is None:
+        return new_means, total, None
+    centered = features - batch_means[labels]
+    between = counts * batch_counts / total.clamp(min=1)  # n_a n_b / (n_a + n_b) per class
+    return new_means, total, scatter + centered.T @ centered + (delta * between[:, None]).T @ delta
+
+
+def lda_parameters(
+    means: torch.Tensor, covariance: torch.Tensor, shrinkage: float
+) -> tuple[torch.Tensor, torch.Tensor]:
+    """LDA's linear scores f·Wᵀ + b: W = Λμ (one row per class), b = −½ diag(μᵀΛμ), with
+    Λ = ((1 − ε)Σ + εI)⁻¹ applied through a Cholesky solve (SPD for any ε > 0)."""
+    identity = torch.eye(len(covariance), dtype=covariance.dtype, device=covariance.device)
+    shrunk = (1.0 - shrinkage) * covariance + shrinkage * identity
+    factor = torch.linalg.cholesky_ex(shrunk).L  # _ex: no device sync to check for errors
+    weight = torch.cholesky_solve(means.T, factor).T
+    return weight, -0.5 * (means * weight).sum(1)
+
+
 # --- re-initialisation ---
 
 
