@@ -239,7 +239,7 @@ def virtual_sgd_parameters(
                 lrs.append(float(group["lr"]))
     grads = torch.autograd.grad(loss, params, allow_unused=True)
     return {
-        names[id(param)]: param.detach() - lr * grad.detach()
+        names[id(param)]: torch.add(param.detach(), grad.detach(), alpha=-lr)
         for param, lr, grad in zip(params, lrs, grads, strict=True)
         if grad is not None
     }
