@@ -8,8 +8,10 @@ from rainbow_runner.methods import (  # noqa: F401  (registration)
     gdumb,
     icarl,
     joint,
+    mir,
     rm,
     rwalk,
+    slda,
 )
 from rainbow_runner.methods.base import METHODS, Method, MethodContext, TrainBatch
 from rainbow_runner.methods.functional import mixed_cross_entropy

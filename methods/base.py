@@ -173,8 +173,8 @@ class Method:
     replays: ClassVar[bool] = False  # True: steps mix memory rows in (mem_size=0 warns)
     offline_only: ClassVar[bool] = False  # True: trains offline whatever stream= says
     # True: replay() or the memory's intake depends on the model or on a step's outputs (MIR,
-    # DER): the loop then draws, trains and observes one incoming batch at a time instead of
-    # drawing a chunk of steps ahead.
+    # DER): the loop then draws, trains and observes one incoming batch (offline: one step) at
+    # a time instead of drawing a chunk of steps ahead.
     stepwise_draws: ClassVar[bool] = False
 
     def __init__(self, context: MethodContext) -> None:

@@ -1,5 +1,6 @@
 """The mathematics methods share, as pure functions: losses, distillation, weight penalties,
-gradient projection, nearest-mean classification and re-initialisation."""
+gradient projection, nearest-mean and LDA classification, interference scores and
+re-initialisation."""
 
 from __future__ import annotations
 
@@ -131,6 +132,47 @@ def nearest_mean_scores(features: torch.Tensor, means: torch.Tensor) -> torch.Te
     return (-distance).masked_fill(means.isnan().any(1)[None, :], float("-inf"))
 
 
+# --- linear discriminant analysis (SLDA) ---
+
+
+def add_class_statistics(
+    means: torch.Tensor,
+    counts: torch.Tensor,
+    scatter: torch.Tensor | None,
+    features: torch.Tensor,
+    labels: torch.Tensor,
+) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor | None]:
+    """Class means, counts and the pooled within-class scatter Σ_c Σ_{i∈c} (x_i − μ_c)(x_i − μ_c)ᵀ
+    after one more batch, merged exactly (Chan et al.), so batching and order do not matter.
+
+    scatter=None skips the scatter (a fixed covariance) and returns None for it.
+    """
+    features = features.to(means.dtype)
+    batch_counts = torch.bincount(labels, minlength=len(means)).to(means.dtype)
+    sums = torch.zeros_like(means).index_add_(0, labels, features)
+    batch_means = sums / batch_counts.clamp(min=1)[:, None]
+    total = counts + batch_counts
+    delta = batch_means - means  # rows of classes absent from the batch get weight 0 below
+    new_means = means + delta * (batch_counts / total.clamp(min=1))[:, None]
+    if scatter is None:
+        return new_means, total, None
+    centered = features - batch_means[labels]
+    between = counts * batch_counts / total.clamp(min=1)  # n_a n_b / (n_a + n_b) per class
+    return new_means, total, scatter + centered.T @ centered + (delta * between[:, None]).T @ delta
+
+
+def lda_parameters(
+    means: torch.Tensor, covariance: torch.Tensor, shrinkage: float
+) -> tuple[torch.Tensor, torch.Tensor]:
+    """LDA's linear scores f·Wᵀ + b: W = Λμ (one row per class), b = −½ diag(μᵀΛμ), with
+    Λ = ((1 − ε)Σ + εI)⁻¹ applied through a Cholesky solve (SPD for any ε > 0)."""
+    identity = torch.eye(len(covariance), dtype=covariance.dtype, device=covariance.device)
+    shrunk = (1.0 - shrinkage) * covariance + shrinkage * identity
+    factor = torch.linalg.cholesky_ex(shrunk).L  # _ex: no device sync to check for errors
+    weight = torch.cholesky_solve(means.T, factor).T
+    return weight, -0.5 * (means * weight).sum(1)
+
+
 # --- re-initialisation ---
 
 
@@ -177,3 +219,33 @@ def project_on_reference(gradient: torch.Tensor, reference: torch.Tensor) -> tor
     if dot >= 0:
         return gradient
     return gradient - dot / torch.dot(reference, reference).clamp(min=1e-12) * reference
+
+
+# --- interference (MIR) ---
+
+
+def virtual_sgd_parameters(
+    model: nn.Module, loss: torch.Tensor, param_groups: list[dict]
+) -> dict[str, torch.Tensor]:
+    """θ − lr·∇loss for the trainable parameters of an optimizer's groups (each group's lr),
+    detached and by name, for torch.func.functional_call: a look-ahead that leaves the real
+    parameters and their .grad as they are (no momentum or weight decay, as in MIR)."""
+    names = {id(param): name for name, param in model.named_parameters()}
+    params, lrs = [], []
+    for group in param_groups:
+        for param in group["params"]:
+            if param.requires_grad:
+                params.append(param)
+                lrs.append(float(group["lr"]))
+    grads = torch.autograd.grad(loss, params, allow_unused=True)
+    return {
+        names[id(param)]: torch.add(param.detach(), grad.detach(), alpha=-lr)
+        for param, lr, grad in zip(params, lrs, grads, strict=True)
+        if grad is not None
+    }
+
+
+def most_interfered(loss_before: torch.Tensor, loss_after: torch.Tensor, k: int) -> torch.Tensor:
+    """Positions of the k candidates whose loss rises most from θ to θ' (MIR's criterion)."""
+    increase = loss_after - loss_before
+    return torch.topk(increase, min(k, len(increase))).indices

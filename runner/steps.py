@@ -77,6 +77,8 @@ class StepRunner:
 
     def run(self, planned: list[PlannedStep], together: bool) -> None:
         """A step on each planned batch; together: their batches are prepared in one call."""
+        if not planned:  # stepwise draws: online_pass has run each step as it was drawn
+            return
         if together:
             for batch in self.batches_ahead(planned):
                 self.train_step(batch)

@@ -149,6 +149,8 @@ class Trainer:
         stream), then a scheduler step. A pool of stream samples only gets replay() per step.
 
         A resumed run passes resume_at: the epoch's saved order and how far it had got.
+        A method that draws with the model (stepwise_draws) gets each step's replay() right
+        before that step, as online.
         """
         batchsize = int(self.cfg.batchsize)
         if resume_at is None:
@@ -161,10 +163,11 @@ class Trainer:
         warm = self.schedule.begin_epoch() if resume_at is None else resume_at.warm
         starts = range(first, len(order), batchsize)
         replaying = phase == STREAM_PHASE and flags is None  # the pool holds no memory rows
+        per_chunk = 1 if replaying and self.method.stepwise_draws else self.steps_ahead
         # Checkpoints only between chunks: a resumed run augments the same chunks.
-        for done in range(0, len(starts), self.steps_ahead):
+        for done in range(0, len(starts), per_chunk):
             planned = []
-            for start in starts[done:][: self.steps_ahead]:
+            for start in starts[done:][:per_chunk]:
                 rows = order[start : start + batchsize]
                 if replaying:
                     planned.append(PlannedStep.of(rows, self.method.replay(rows)))

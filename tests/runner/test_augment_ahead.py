@@ -151,3 +151,25 @@ def test_a_step_puts_the_incoming_batch_first_and_its_replay_after(tmp_path, mod
 def test_a_negative_augment_chunk_is_a_config_error():
     with pytest.raises(ConfigError, match="augment_chunk=-1"):
         check_config(compose_config(["augment_chunk=-1"]))
+
+
+@pytest.mark.parametrize("stream", ["online", "offline"])
+def test_stepwise_draws_see_every_earlier_step_trained(tmp_path, stream):
+    """A model-aware replay() (MIR) is called right before its own step, online and in epochs."""
+    trainer, _, steps = recording_trainer(tmp_path, ["augment_chunk=64"])
+    trainer.method.stepwise_draws = True
+    trainer.memory.indices = torch.arange(300, 340)
+    trainer.memory.labels = trainer.train_labels_cpu[300:340].clone()
+    replay, seen = trainer.method.replay, []
+
+    def recording_replay(stream_indices: torch.Tensor) -> torch.Tensor:
+        seen.append(len(steps))  # steps trained before this draw
+        return replay(stream_indices)
+
+    trainer.method.replay = recording_replay
+    pool = torch.arange(160)  # 10 batches of 16
+    if stream == "online":
+        trainer.online_pass(pool)
+    else:
+        trainer.run_epoch(pool, len(pool))
+    assert seen == list(range(10))
