@@ -87,7 +87,7 @@ def test_the_model_never_changes_and_no_optimizer_is_built(tmp_path):
     before = copy.deepcopy(trainer.model.state_dict())  # weights and BatchNorm statistics
     for task_id in range(2):
         trainer.train_task(task_id, trainer.split.train_tasks[task_id])
-        assert trainer.optimizer is None and trainer.scheduler is None
+        assert trainer.optimizer is None and trainer.schedule.scheduler is None
     assert trainer.steps.global_step > 0
     for name, value in trainer.model.state_dict().items():
         rows = value[: len(before[name])] if name.startswith("head.") else value  # head grew
