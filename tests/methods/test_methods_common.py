@@ -105,6 +105,8 @@ def test_state_is_tensors_only_and_reloads_into_a_fresh_method(tmp_path, mode):
     assert all(isinstance(value, torch.Tensor) for value in state.values())
 
     fresh = build_trainer(tmp_path / "b", overrides)
+    fresh.n_exposed = fresh.context.n_exposed = trainer.n_exposed  # as a resumed run sets them
+    fresh.task_id = fresh.context.task_id = trainer.task_id
     fresh.model.grow(trainer.n_exposed)
     fresh.model.load_state_dict(trainer.model.state_dict())
     fresh.method.load_state_dict(state)
