@@ -19,6 +19,8 @@ import numpy as np
 import torch
 from omegaconf import DictConfig, OmegaConf
 
+from rainbow_runner.runner.files import replace_atomically
+
 log = logging.getLogger("runner")
 
 CHECKPOINT_NAME = "checkpoint.pt"
@@ -115,15 +117,10 @@ def set_rng_state(state: dict[str, Any]) -> None:
 
 
 def save_checkpoint(state: dict[str, Any], path: Path) -> None:
-    """Write to a temporary file, sync it, then rename: a crash leaves the old or the new file."""
-    path = Path(path)
-    temporary = path.with_name(path.name + ".tmp")
+    """Write a temporary file of its own, sync it, rename it, sync the directory: a crash or a
+    power cut leaves the old checkpoint or the new one."""
     content = plain(state)
-    with open(temporary, "wb") as handle:
-        torch.save(content, handle)
-        handle.flush()
-        os.fsync(handle.fileno())
-    os.replace(temporary, path)
+    replace_atomically(Path(path), lambda handle: torch.save(content, handle))
 
 
 def _restore_location(device: torch.device):
