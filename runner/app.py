@@ -18,6 +18,7 @@ from rainbow_runner.datasets import load_dataset, make_split, read_rm_split
 from rainbow_runner.datasets.base import DatasetError
 from rainbow_runner.datasets.choices import ChoiceError
 from rainbow_runner.datasets.splits import TaskSplit, check_split_arguments
+from rainbow_runner.runner.arithmetic import arithmetic_settings
 from rainbow_runner.runner.checkpoint import (
     CHECKPOINT_NAME,
     Checkpointer,
@@ -28,7 +29,7 @@ from rainbow_runner.runner.checkpoint import (
 from rainbow_runner.runner.config_check import ConfigError, check_config, resolve_device
 from rainbow_runner.runner.reporting.metrics import summarize
 from rainbow_runner.runner.reporting.results import ResultWriter
-from rainbow_runner.runner.trainer import NonFiniteLossError, RunRecord, Trainer
+from rainbow_runner.runner.trainer import MAX_PENDING_STEPS, NonFiniteLossError, RunRecord, Trainer
 
 log = logging.getLogger("runner")
 
@@ -175,7 +176,8 @@ def run(cfg: DictConfig, run_dir: Path) -> dict:
     checkpoint_path = Path(run_dir) / CHECKPOINT_NAME
     command = resume_command(run_dir)
     log.info("if interrupted, continue with: %s", command)
-    state = resume_state(cfg, checkpoint_path, device)
+    arithmetic = arithmetic_settings(cfg, device, MAX_PENDING_STEPS)
+    state = resume_state(cfg, checkpoint_path, device, arithmetic)
     data = load_dataset(
         cfg.dataset.name, str(cfg.data_root), bool(cfg.download), cfg.dataset.image_size
     )
@@ -183,7 +185,9 @@ def run(cfg: DictConfig, run_dir: Path) -> dict:
     writer = ResultWriter(run_dir, purge_step=None if state is None else state["global_step"] + 1)
     writer.write_json("run_info.json", environment_record())
     trainer = Trainer(cfg, data, split, device, writer)
-    trainer.checkpointer = Checkpointer(checkpoint_path, int(cfg.checkpoint_every), cfg, command)
+    trainer.checkpointer = Checkpointer(
+        checkpoint_path, int(cfg.checkpoint_every), cfg, command, arithmetic
+    )
     if state is not None:
         try:
             trainer.load_state_dict(state)
