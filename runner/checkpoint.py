@@ -262,7 +262,7 @@ def resume_state(
     device: torch.device,
     arithmetic: dict[str, Any] | None = None,
 ) -> dict[str, Any] | None:
-    """The checkpoint this run continues from, or None for a fresh start.
+    """The checkpoint this run continues from, or None for a fresh start; writes nothing.
 
     The checkpoint must come from the same settings and, when `arithmetic` is given (see
     arithmetic_settings), the same arithmetic; otherwise CheckpointError says what differs.
@@ -270,9 +270,6 @@ def resume_state(
     path = Path(path)
     requeued = submitit_requeued(path)
     if not (bool(cfg.resume) or requeued):
-        if path.exists():
-            log.warning("%s exists but resume=false: starting over and replacing it", path)
-            path.unlink()
         return None
     if not path.exists():
         log.info("resume=true but there is no checkpoint at %s: starting a fresh run", path)

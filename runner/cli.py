@@ -117,6 +117,9 @@ def main() -> None:
     finally:
         if not asked_full_error:
             os.environ.pop(FULL_ERROR, None)
+        from rainbow_runner.runner.rundir import release_all
+
+        release_all()  # a run stopped by sys.exit skipped the guard's on_run_end
 
 
 if __name__ == "__main__":
