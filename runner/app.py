@@ -7,6 +7,8 @@ import os
 import platform
 import random
 import subprocess
+import time
+from dataclasses import dataclass
 from importlib import metadata
 from pathlib import Path
 
@@ -18,6 +20,7 @@ from rainbow_runner.datasets import load_dataset, make_split, read_rm_split
 from rainbow_runner.datasets.base import DatasetError
 from rainbow_runner.datasets.choices import ChoiceError
 from rainbow_runner.datasets.splits import TaskSplit, check_split_arguments
+from rainbow_runner.runner.arithmetic import arithmetic_settings
 from rainbow_runner.runner.checkpoint import (
     CHECKPOINT_NAME,
     Checkpointer,
@@ -25,15 +28,31 @@ from rainbow_runner.runner.checkpoint import (
     resume_command,
     resume_state,
 )
-from rainbow_runner.runner.config_check import ConfigError, check_config, resolve_device
+from rainbow_runner.runner.config_check import (
+    ConfigError,
+    check_config,
+    check_data_settings,
+    config_warnings,
+    resolve_device,
+)
 from rainbow_runner.runner.options import apply_deprecated_keys, check_method_and_memory_options
 from rainbow_runner.runner.reporting.metrics import summarize
 from rainbow_runner.runner.reporting.results import ResultWriter
-from rainbow_runner.runner.trainer import NonFiniteLossError, RunRecord, Trainer
+from rainbow_runner.runner.rundir import RunDirectory, RunDirectoryError, run_directory
+from rainbow_runner.runner.running import MAX_PENDING_STEPS
+from rainbow_runner.runner.trainer import NonFiniteLossError, Trainer
 
 log = logging.getLogger("runner")
 
-USER_ERRORS = (ConfigError, ChoiceError, DatasetError, NonFiniteLossError, ValueError)
+USER_ERRORS = (
+    ConfigError,
+    ChoiceError,
+    DatasetError,
+    CheckpointError,
+    RunDirectoryError,
+    NonFiniteLossError,
+    ValueError,
+)
 PACKAGES = ("torch", "torchvision", "numpy", "hydra-core", "omegaconf", "pandas", "scikit-learn")
 
 
@@ -146,8 +165,9 @@ def build_split(cfg: DictConfig, data) -> TaskSplit:
     )
 
 
-def write_summary(writer: ResultWriter, cfg: DictConfig, record: RunRecord, status: str) -> dict:
+def write_summary(writer: ResultWriter, cfg: DictConfig, trainer: Trainer, status: str) -> dict:
     """summary.csv from whatever the run finished, so a failure loses nothing."""
+    record = trainer.record
     summary = config_choices(cfg)
     if record.task_accuracy:
         metrics = summarize(
@@ -157,24 +177,70 @@ def write_summary(writer: ResultWriter, cfg: DictConfig, record: RunRecord, stat
             None if cfg.joint_acc is None else float(cfg.joint_acc),
         )
         summary.update(metrics)
-    summary.update(
-        tasks_done=len(record.task_accuracy), seconds=round(record.seconds, 2), status=status
-    )
+    # A run that stopped early never set record.seconds: count up to now (resumed runs included).
+    seconds = record.seconds if status == "complete" else time.perf_counter() - trainer.run_started
+    summary.update(tasks_done=len(record.task_accuracy), seconds=round(seconds, 2), status=status)
     writer.write_summary(summary)
     return summary
 
 
+def set_threads(cfg: DictConfig) -> None:
+    """torch's thread count for this job (num_threads, or its share of the cores in a sweep)."""
+    threads = job_threads(int(cfg.num_threads), sweep_launcher())
+    if threads is not None:
+        torch.set_num_threads(threads)
+
+
+def restored_trainer(trainer: Trainer, state: dict, path: Path) -> None:
+    """Put the trainer back as the checkpoint says; any failure is the checkpoint's fault."""
+    try:
+        trainer.load_state_dict(state)
+    except Exception as error:  # corrupt content raises anything from KeyError to SyntaxError
+        raise CheckpointError(
+            f"checkpoint {path} does not fit this run's model, method or memory, or its content "
+            f"is corrupt ({type(error).__name__}: {str(error)[:300]}); delete it to start over."
+        ) from error
+
+
 def run(cfg: DictConfig, run_dir: Path) -> dict:
-    """Run one configured experiment into run_dir and return its summary row."""
+    """Run one configured experiment into run_dir and return its summary row.
+
+    Everything that can reject the run (settings, data, split, checkpoint, the directory's
+    earlier run) is checked before the first write; a rejected run leaves the directory as it
+    found it (Hydra's run.log aside, which records every attempt).
+    """
     check_config(cfg)
     for warning in apply_deprecated_keys(cfg):
         log.warning(warning)
     check_method_and_memory_options(cfg)
-    threads = job_threads(int(cfg.num_threads), sweep_launcher())
-    if threads is not None:
-        torch.set_num_threads(threads)
+    set_threads(cfg)
     device = resolve_device(str(cfg.device))
     seed_everything(int(cfg.seed))
+    run_dir = Path(run_dir)
+    wait = 30.0 if os.environ.get("SUBMITIT_EXECUTOR") else 0.0  # a requeue follows its exit
+    with run_directory(run_dir, wait_seconds=wait) as directory:
+        try:
+            prepared = prepare(cfg, run_dir, device, directory)
+        except BaseException:
+            directory.restore_hydra_files()
+            raise
+        directory.start(fresh=prepared.state is None)
+        return train(cfg, prepared)
+
+
+@dataclass
+class Prepared:
+    """A run that passed every check, built and restored, with nothing written yet."""
+
+    trainer: Trainer
+    writer: ResultWriter
+    state: dict | None
+
+
+def prepare(
+    cfg: DictConfig, run_dir: Path, device: torch.device, directory: RunDirectory
+) -> Prepared:
+    """Check and build everything the run needs, in memory only."""
     log.info(
         "run directory: %s | device: %s | torch threads: %d",
         run_dir,
@@ -182,26 +248,36 @@ def run(cfg: DictConfig, run_dir: Path) -> dict:
         torch.get_num_threads(),
     )
     log.info("config:\n%s", OmegaConf.to_yaml(cfg, resolve=True))
-    checkpoint_path = Path(run_dir) / CHECKPOINT_NAME
-    command = resume_command(run_dir)
-    log.info("if interrupted, continue with: %s", command)
-    state = resume_state(cfg, checkpoint_path, device)
+    for warning in config_warnings(cfg):
+        log.warning(warning)
     data = load_dataset(
         cfg.dataset.name, str(cfg.data_root), bool(cfg.download), cfg.dataset.image_size
     )
+    check_data_settings(cfg, data.n_classes)
     split = build_split(cfg, data)
-    writer = ResultWriter(run_dir, purge_step=None if state is None else state["global_step"] + 1)
-    writer.write_json("run_info.json", environment_record())
+    checkpoint_path = run_dir / CHECKPOINT_NAME
+    arithmetic = arithmetic_settings(cfg, device, MAX_PENDING_STEPS)
+    state = resume_state(cfg, checkpoint_path, device, arithmetic)
+    command = resume_command(run_dir)
+    log.info("if interrupted, continue with: %s", command)
+    purge_step = None if state is None else state["global_step"] + 1
+    writer = ResultWriter(run_dir, purge_step=purge_step, open_now=False)
     trainer = Trainer(cfg, data, split, device, writer)
-    trainer.checkpointer = Checkpointer(checkpoint_path, int(cfg.checkpoint_every), cfg, command)
+    trainer.checkpointer = Checkpointer(
+        checkpoint_path, int(cfg.checkpoint_every), cfg, command, arithmetic
+    )
     if state is not None:
-        try:
-            trainer.load_state_dict(state)
-        except (RuntimeError, KeyError, TypeError, ValueError) as error:
-            raise CheckpointError(
-                f"checkpoint {checkpoint_path} does not fit this run's model, method or memory "
-                f"({type(error).__name__}: {str(error)[:300]}); delete it to start over."
-            ) from error
+        restored_trainer(trainer, state, checkpoint_path)
+    else:  # last, so that a bad value is reported as such, not as the directory's earlier run
+        directory.check_fresh_start(bool(cfg.resume), bool(cfg.get("overwrite", False)))
+    return Prepared(trainer, writer, state)
+
+
+def train(cfg: DictConfig, prepared: Prepared) -> dict:
+    """Train, writing results after every task and the summary at the end (or on failure)."""
+    trainer, writer = prepared.trainer, prepared.writer
+    writer.open()
+    writer.write_json("run_info.json", environment_record())
     status = "complete"
     try:
         trainer.run()
@@ -209,7 +285,7 @@ def run(cfg: DictConfig, run_dir: Path) -> dict:
         status = f"failed: {type(error).__name__}"
         raise
     finally:
-        summary = write_summary(writer, cfg, trainer.record, status)
+        summary = write_summary(writer, cfg, trainer, status)
         writer.close()
     log.info(
         "A_last %.2f | A_avg %.2f | F_last %.2f | I_last %.2f",

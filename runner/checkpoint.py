@@ -3,6 +3,10 @@
 One file, `<run dir>/checkpoint.pt`, replaced atomically after every task and every
 `checkpoint_every` steps inside a task. It holds only what `torch.load(weights_only=True)`
 accepts (tensors, numbers, strings, lists, tuples, dicts), so loading it runs no code.
+
+A run resumes only with the settings it started with (check_same_config) and the same arithmetic
+(check_same_arithmetic): thread count, device, summation windows and library versions, which
+change the floating-point results without changing a single setting's meaning.
 """
 
 from __future__ import annotations
@@ -19,22 +23,32 @@ import numpy as np
 import torch
 from omegaconf import DictConfig, OmegaConf
 
+from rainbow_runner.runner.arithmetic import (
+    LABELS,
+    arithmetic_differences,
+    restore_hint,
+    restoring_override,
+)
+from rainbow_runner.runner.files import replace_atomically
+
 log = logging.getLogger("runner")
 
 CHECKPOINT_NAME = "checkpoint.pt"
 FORMAT = 1
-# Settings that may change between the interrupted run and its resumption: none of them changes
-# what is computed (device aside, which only changes the floating-point rounding).
+# Settings left out of the config comparison. The first five never change what is computed;
+# log_every, num_threads and device do change the floating-point rounding, and are compared
+# through their effect (the arithmetic record: threads in use, device found) instead.
 RUN_ENVIRONMENT_KEYS = frozenset(
     {
         "resume",
+        "overwrite",
         "checkpoint_every",
         "progress",
+        "data_root",
+        "download",
         "log_every",
         "num_threads",
         "device",
-        "data_root",
-        "download",
     }
 )
 
@@ -115,15 +129,10 @@ def set_rng_state(state: dict[str, Any]) -> None:
 
 
 def save_checkpoint(state: dict[str, Any], path: Path) -> None:
-    """Write to a temporary file, sync it, then rename: a crash leaves the old or the new file."""
-    path = Path(path)
-    temporary = path.with_name(path.name + ".tmp")
+    """Write a temporary file of its own, sync it, rename it, sync the directory: a crash or a
+    power cut leaves the old checkpoint or the new one."""
     content = plain(state)
-    with open(temporary, "wb") as handle:
-        torch.save(content, handle)
-        handle.flush()
-        os.fsync(handle.fileno())
-    os.replace(temporary, path)
+    replace_atomically(Path(path), lambda handle: torch.save(content, handle))
 
 
 def _restore_location(device: torch.device):
@@ -186,7 +195,7 @@ def resume_command(run_dir: Path) -> str:
             overrides = list(HydraConfig.get().overrides.task)
     except (ImportError, ValueError):
         overrides = []
-    kept = [o for o in overrides if o.lstrip("+~").split("=")[0] != "resume"]
+    kept = [o for o in overrides if o.lstrip("+~").split("=")[0] not in ("resume", "overwrite")]
     return shlex.join(
         ["python", "-m", "runner", *kept, "resume=true", f"hydra.run.dir={Path(run_dir).resolve()}"]
     )
@@ -208,25 +217,67 @@ def check_same_config(state: dict[str, Any], cfg: DictConfig, path: Path) -> Non
     )
 
 
+def check_same_arithmetic(state: dict[str, Any], current: dict[str, Any], path: Path) -> None:
+    """Refuse to resume where the numbers would come out differently, naming each cause."""
+    saved = state.get("arithmetic")
+    if saved is None:
+        log.warning(
+            "checkpoint %s does not record its thread count, device or summation windows "
+            "(written by an older runner): the resumed run may differ from an uninterrupted one",
+            path,
+        )
+        return
+    differing = arithmetic_differences(saved, current)
+    if not differing:
+        return
+    shown = "; ".join(
+        f"{LABELS.get(key, key)} {saved[key]} (now {current[key]}; restore with "
+        f"{restore_hint(key, saved[key])})"
+        for key in differing
+    )
+    overrides = [o for o in (restoring_override(k, saved[k]) for k in differing) if o]
+    resume = f" Resume exactly with: {with_overrides(state['command'], overrides)}"
+    raise CheckpointError(
+        f"checkpoint {path} was written with other arithmetic, so resuming here would change "
+        f"the results: {shown}.{resume if overrides else ''}"
+    )
+
+
+def with_overrides(command: str, overrides: list[str]) -> str:
+    """command with each key=value of overrides replacing the same key's earlier value."""
+    keys = {o.split("=", 1)[0] for o in overrides}
+    words = [w for w in shlex.split(command) if w.lstrip("+~").split("=", 1)[0] not in keys]
+    at = words.index("resume=true") if "resume=true" in words else len(words)
+    return shlex.join([*words[:at], *overrides, *words[at:]])
+
+
 def submitit_requeued(path: Path) -> bool:
     """A submitit job that finds its own checkpoint was pre-empted or timed out and requeued."""
     return bool(os.environ.get("SUBMITIT_EXECUTOR")) and Path(path).exists()
 
 
-def resume_state(cfg: DictConfig, path: Path, device: torch.device) -> dict[str, Any] | None:
-    """The checkpoint this run continues from, or None for a fresh start (logged either way)."""
+def resume_state(
+    cfg: DictConfig,
+    path: Path,
+    device: torch.device,
+    arithmetic: dict[str, Any] | None = None,
+) -> dict[str, Any] | None:
+    """The checkpoint this run continues from, or None for a fresh start; writes nothing.
+
+    The checkpoint must come from the same settings and, when `arithmetic` is given (see
+    arithmetic_settings), the same arithmetic; otherwise CheckpointError says what differs.
+    """
     path = Path(path)
     requeued = submitit_requeued(path)
     if not (bool(cfg.resume) or requeued):
-        if path.exists():
-            log.warning("%s exists but resume=false: starting over and replacing it", path)
-            path.unlink()
         return None
     if not path.exists():
         log.info("resume=true but there is no checkpoint at %s: starting a fresh run", path)
         return None
     state = load_checkpoint(path, device)
     check_same_config(state, cfg, path)
+    if arithmetic is not None:
+        check_same_arithmetic(state, arithmetic, path)
     position = state["position"]
     where = (
         f"inside task {position['task'] + 1} (phase {position['phase']}, epoch "
@@ -247,10 +298,19 @@ def resume_state(cfg: DictConfig, path: Path, device: torch.device) -> dict[str,
 class Checkpointer:
     """Saves the trainer's state after each task and every `every` steps inside a task."""
 
-    def __init__(self, path: Path, every: int, cfg: DictConfig, command: str) -> None:
+    def __init__(
+        self,
+        path: Path,
+        every: int,
+        cfg: DictConfig,
+        command: str,
+        arithmetic: dict[str, Any] | None = None,
+    ) -> None:
         self.path = Path(path)
         self.every = every
         self.header = {"format": FORMAT, "config": config_snapshot(cfg), "command": command}
+        if arithmetic is not None:
+            self.header["arithmetic"] = dict(arithmetic)
         self.last_step = 0
 
     def due(self, global_step: int) -> bool:

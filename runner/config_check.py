@@ -1,4 +1,4 @@
-"""Reject bad settings before any data is loaded or any step is taken."""
+"""Reject bad settings before any data is loaded, any step is taken or any file is written."""
 
 from __future__ import annotations
 
@@ -7,26 +7,14 @@ from omegaconf import DictConfig
 
 from rainbow_runner.memory import MEMORIES
 from rainbow_runner.methods import METHODS
+from rainbow_runner.runner.schema import ConfigError, check_settings
 
-
-class ConfigError(ValueError):
-    """A setting is out of range; the message names the value and what is allowed."""
-
-
-_POSITIVE = ("batchsize", "n_tasks", "lr", "eval_batchsize", "topk", "log_every")
-_NON_NEGATIVE = (
-    "mem_size",
-    "mem_batchsize",
-    "n_epoch",
-    "num_threads",
-    "warmup_epochs",
-    "checkpoint_every",
-    "augment_chunk",
-)
+__all__ = ["ConfigError", "check_config", "check_data_settings", "config_warnings"]
 
 
 def check_config(cfg: DictConfig) -> None:
-    """Every range and choice the runner relies on, with a message a user can act on."""
+    """Every type, range and choice the runner relies on, with a message a user can act on."""
+    check_settings(cfg)
     METHODS.get(cfg.mode.name)
     if cfg.mem_manage.name == "default":
         raise ConfigError(
@@ -35,22 +23,33 @@ def check_config(cfg: DictConfig) -> None:
             f"{', '.join(MEMORIES.names())}."
         )
     MEMORIES.get(cfg.mem_manage.name)
-    for key in _POSITIVE:
-        if not cfg[key] > 0:
-            raise ConfigError(f"{key}={cfg[key]} must be greater than 0.")
-    for key in _NON_NEGATIVE:
-        if cfg[key] < 0:
-            raise ConfigError(f"{key}={cfg[key]} must be 0 or more.")
-    if cfg.stream.online_iter < 1:
-        raise ConfigError(f"stream.online_iter={cfg.stream.online_iter} must be 1 or more.")
-    if cfg.stream.memory_epochs < 0:
-        raise ConfigError(f"stream.memory_epochs={cfg.stream.memory_epochs} must be 0 or more.")
-    if not 0 <= cfg.exp.blurry <= 100:
+    if cfg.get("resume") and cfg.get("overwrite"):
         raise ConfigError(
-            f"exp.blurry={cfg.exp.blurry} is outside 0..100 (the % of each class's samples "
-            f"dealt to other tasks; e.g. exp=blurry10 or exp.blurry=30)."
+            "resume=true and overwrite=true contradict each other: resume=true continues the run "
+            "in the run directory, overwrite=true replaces it; give one of them."
         )
     resolve_device(str(cfg.device))
+
+
+def check_data_settings(cfg: DictConfig, n_classes: int) -> None:
+    """The settings that depend on the data set, checked once it is loaded."""
+    if int(cfg.topk) > n_classes:
+        raise ConfigError(
+            f"topk={cfg.topk} is more than the {n_classes} classes of dataset="
+            f"{cfg.dataset.name}; use topk=1..{n_classes}."
+        )
+
+
+def config_warnings(cfg: DictConfig) -> list[str]:
+    """Settings that are allowed but probably not meant: said once in the run's log."""
+    warnings = []
+    method = METHODS.get(cfg.mode.name)
+    if method.uses_memory and int(cfg.mem_size) == 0:
+        warnings.append(
+            f"mem_size=0 with mode={cfg.mode.name}: the memory stays empty, so nothing is "
+            f"replayed or kept (set mem_size=K to give the method its memory)."
+        )
+    return warnings
 
 
 def resolve_device(name: str) -> torch.device:
@@ -61,10 +60,19 @@ def resolve_device(name: str) -> torch.device:
         device = torch.device(name)
     except RuntimeError as error:
         raise ConfigError(f"device={name} is not a device; use auto, cpu or cuda[:N].") from error
-    if device.type == "cuda" and not torch.cuda.is_available():
-        raise ConfigError(
-            f"device={name} was asked for but CUDA is not available; use auto or cpu."
-        )
     if device.type not in ("cpu", "cuda"):
         raise ConfigError(f"device={name} is not supported; use auto, cpu or cuda[:N].")
+    if device.type == "cpu" and device.index not in (None, 0):
+        raise ConfigError(f"device={name} does not exist: the CPU has no index; use device=cpu.")
+    if device.type == "cuda":
+        if not torch.cuda.is_available():
+            raise ConfigError(
+                f"device={name} was asked for but CUDA is not available; use auto or cpu."
+            )
+        count = torch.cuda.device_count()
+        if device.index is not None and device.index >= count:
+            raise ConfigError(
+                f"device={name} does not exist: this machine has {count} CUDA device(s), "
+                f"cuda:0..cuda:{count - 1}."
+            )
     return device

@@ -3,6 +3,7 @@
 Reads every run's results/summary.csv, tasks.csv and acc_matrix.csv under the paths and writes
 report.csv, report.md, accuracy_curves.png and acc_matrix_<config>.png. Runs without a summary,
 failed or cut short are listed in report.md and counted in n_incomplete, never dropped silently.
+Jobs in a sweep directory that its multirun.yaml did not launch are listed and not merged.
 """
 
 from __future__ import annotations
@@ -16,6 +17,8 @@ from pathlib import Path
 
 import numpy as np
 import pandas as pd
+
+from rainbow_runner.runner.reporting.sweeps import foreign_runs
 
 CONFIG_KEYS = ["mode", "mem_manage", "dataset", "stream", "exp", "mem_size", "trans"]
 EXTRA_KEYS = ["model", "n_tasks", "n_epoch", "batchsize", "lr"]  # shown when they vary
@@ -260,7 +263,9 @@ def write_report(paths: list[Path], out: Path) -> Report:
     run_dirs = find_run_dirs(paths)
     if not run_dirs:
         raise ValueError(f"no run directories under {', '.join(map(str, paths))}.")
-    runs, problems = load_runs(run_dirs)
+    foreign, foreign_problems = foreign_runs(run_dirs)
+    runs, problems = load_runs([d for d in run_dirs if d not in foreign])
+    problems = foreign_problems + problems
     if runs.empty:  # nothing to tabulate, but every directory found is still listed
         text = "# Results: no run could be read\n\n## Missing or partial runs\n\n"
         text += "".join(f"- {line}\n" for line in problems)

@@ -2,38 +2,64 @@
 
 from __future__ import annotations
 
+import io
 import json
-import os
 from pathlib import Path
 
 import numpy as np
 import pandas as pd
 
+from rainbow_runner.runner.files import replace_atomically
+
 
 def write_csv_atomically(frame: pd.DataFrame, path: Path) -> None:
-    """A reader (or a crash) never sees half a CSV."""
-    temporary = path.with_suffix(path.suffix + ".tmp")
-    frame.to_csv(temporary, index=False)
-    os.replace(temporary, path)
+    """A reader, a crash or a power cut never sees half a CSV (runner/files.py)."""
+    text = io.StringIO()
+    frame.to_csv(text, index=False)
+    replace_atomically(Path(path), lambda handle: handle.write(text.getvalue().encode()))
 
 
 class ResultWriter:
-    """Owns results/ and the TensorBoard directory of one run."""
+    """Owns results/ and the TensorBoard directory of one run.
+
+    With open_now=False nothing is written until open(): a run builds and restores everything
+    first, and only a run that passed every check touches its directory.
+    """
 
     def __init__(
-        self, run_dir: Path, tensorboard: bool = True, purge_step: int | None = None
+        self,
+        run_dir: Path,
+        tensorboard: bool = True,
+        purge_step: int | None = None,
+        open_now: bool = True,
     ) -> None:
         self.run_dir = Path(run_dir)
         self.results_dir = self.run_dir / "results"
-        self.results_dir.mkdir(parents=True, exist_ok=True)
+        self.tensorboard = tensorboard
+        self.purge_step = purge_step
         self.task_rows: list[dict] = []
         self.acc_rows: list[np.ndarray] = []
         self.events = None
-        if tensorboard:
+        self.opened = False
+        self._tables_pending = False
+        if open_now:
+            self.open()
+
+    def open(self) -> None:
+        """Create results/ and the TensorBoard writer; write the tables restored so far."""
+        if self.opened:
+            return
+        self.opened = True
+        self.results_dir.mkdir(parents=True, exist_ok=True)
+        if self.tensorboard:
             from torch.utils.tensorboard import SummaryWriter
 
             # purge_step: a resumed run hides the events an interrupted run logged past it.
-            self.events = SummaryWriter(log_dir=str(self.run_dir / "tb"), purge_step=purge_step)
+            self.events = SummaryWriter(
+                log_dir=str(self.run_dir / "tb"), purge_step=self.purge_step
+            )
+        if self._tables_pending:
+            self._write_tables()
 
     def scalar(self, tag: str, value: float, step: int) -> None:
         if self.events is not None:
@@ -50,6 +76,10 @@ class ResultWriter:
         self._write_tables()
 
     def _write_tables(self) -> None:
+        if not self.opened:
+            self._tables_pending = True
+            return
+        self._tables_pending = False
         write_csv_atomically(pd.DataFrame(self.task_rows), self.results_dir / "tasks.csv")
         matrix = pd.DataFrame(
             np.vstack(self.acc_rows),
@@ -79,10 +109,12 @@ class ResultWriter:
         write_csv_atomically(frame, path)
 
     def write_summary(self, summary: dict) -> None:
+        self.open()
         write_csv_atomically(pd.DataFrame([summary]), self.results_dir / "summary.csv")
 
     def write_json(self, name: str, content: dict) -> None:
-        (self.run_dir / name).write_text(json.dumps(content, indent=2, default=str))
+        text = json.dumps(content, indent=2, default=str)
+        replace_atomically(self.run_dir / name, lambda handle: handle.write(text.encode()))
 
     def close(self) -> None:
         if self.events is not None:

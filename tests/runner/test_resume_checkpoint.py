@@ -22,6 +22,7 @@ from rainbow_runner.runner.checkpoint import (
     save_checkpoint,
     set_rng_state,
 )
+from rainbow_runner.runner.rundir import RunDirectoryError
 from tests.conftest import run_in_process
 
 WALL_CLOCK = {"tasks.csv": ["wall_seconds"], "summary.csv": ["seconds"], "acc_matrix.csv": []}
@@ -116,13 +117,16 @@ def test_resume_without_checkpoint_starts_fresh_and_says_so(tmp_path, caplog):
     assert summary["tasks_done"] == 5 and (tmp_path / CHECKPOINT_NAME).exists()
 
 
-def test_resume_false_replaces_an_old_checkpoint(tmp_path, caplog):
+def test_resume_false_refuses_an_old_checkpoint_and_overwrite_true_replaces_it(tmp_path, caplog):
     overrides = ["mode=finetune", "n_epoch=1", "n_tasks=2"]
     run_in_process(tmp_path, overrides)
     (tmp_path / CHECKPOINT_NAME).write_bytes(b"stale")
-    with caplog.at_level(logging.WARNING, logger="runner"):
+    with pytest.raises(RunDirectoryError, match="overwrite=true"):
         run_in_process(tmp_path, overrides)
-    assert "resume=false: starting over" in caplog.text
+    assert (tmp_path / CHECKPOINT_NAME).read_bytes() == b"stale"  # nothing was changed
+    with caplog.at_level(logging.WARNING, logger="runner"):
+        run_in_process(tmp_path, [*overrides, "overwrite=true"])
+    assert "overwrite=true: replacing the earlier run" in caplog.text
     assert load_checkpoint(tmp_path / CHECKPOINT_NAME, torch.device("cpu"))["position"]["task"] == 2
 
 
