@@ -170,7 +170,6 @@ class Method:
 
     name = "method"
     uses_memory: ClassVar[bool] = True  # False: the memory is never filled (mem_size ignored)
-    replays: ClassVar[bool] = False  # True: steps mix memory rows in (mem_size=0 warns)
     offline_only: ClassVar[bool] = False  # True: trains offline whatever stream= says
     # True: replay() or the memory's intake depends on the model or on a step's outputs (MIR,
     # DER): the loop then draws, trains and observes one incoming batch (offline: one step) at

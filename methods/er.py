@@ -14,8 +14,6 @@ class ExperienceReplay(Method):
     task's samples (the paper's protocol: memory rows are then a small share of each batch).
     """
 
-    replays = True
-
     def __init__(self, context: MethodContext) -> None:
         super().__init__(context)
         self.mem_batchsize = context.settings.mem_batchsize

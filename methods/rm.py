@@ -23,8 +23,6 @@ class RainbowMemory(Method):
     results/memory_updates.csv and TensorBoard (memory/scoring_seconds, memory/update_seconds).
     """
 
-    replays = True
-
     def replay(self, stream_indices: torch.Tensor) -> torch.Tensor:
         if not self.context.settings.online or len(self.memory) == 0:
             return NO_ROWS  # offline, the pool already holds the memory (offline_pool)

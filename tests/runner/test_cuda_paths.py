@@ -1,6 +1,6 @@
 """CUDA-only paths: whole-batch tables and their CUDA graphs, and a training step with no host
 sync. Skipped without a GPU (CI has none); run them where one is lent:
-`python -m pytest tests/test_cuda_paths.py`."""
+`python -m pytest tests/runner/test_cuda_paths.py`."""
 
 from __future__ import annotations
 

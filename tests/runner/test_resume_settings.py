@@ -7,11 +7,15 @@ import logging
 
 import pytest
 import torch
-from tests.test_resume_checkpoint import assert_same_results, resume_from, run_keeping_checkpoints
 
 from rainbow_runner.runner.checkpoint import CHECKPOINT_NAME, CheckpointError
 from tests.conftest import run_cli
 from tests.runner.helpers import assert_unchanged, snapshot
+from tests.runner.test_resume_checkpoint import (
+    assert_same_results,
+    resume_from,
+    run_keeping_checkpoints,
+)
 
 # Explicit threads, so the test does not depend on the machine's core count.
 ER = ["mode=er", "n_epoch=1", "mem_size=60", "progress=false", "num_threads=1", "log_every=10"]

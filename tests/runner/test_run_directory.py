@@ -13,15 +13,15 @@ import time
 import pandas as pd
 import pytest
 import torch
-from tests.test_resume_checkpoint import assert_same_results
 
 from rainbow_runner.runner import files
+from rainbow_runner.runner import trainer as trainer_module
 from rainbow_runner.runner.checkpoint import CHECKPOINT_NAME, save_checkpoint
 from rainbow_runner.runner.reporting.results import write_csv_atomically
 from rainbow_runner.runner.rundir import LOCK_NAME, DirectoryLock, RunDirectoryError
-from rainbow_runner.runner.trainer import Trainer
 from tests.conftest import REPO, run_cli, run_in_process
 from tests.runner.helpers import assert_unchanged, snapshot
+from tests.runner.test_resume_checkpoint import assert_same_results
 
 TINY = ["mode=finetune", "n_epoch=1", "n_tasks=2", "progress=false"]
 LONGER = ["mode=er", "n_epoch=2", "mem_size=60", "progress=false"]
@@ -134,14 +134,14 @@ def test_replacements_use_their_own_temporary_names_and_sync_the_directory(tmp_p
 
 
 def test_a_failed_run_reports_its_seconds_and_keeps_its_finished_tasks(tmp_path, monkeypatch):
-    record_task = Trainer._record_task
+    record_task = trainer_module.record_task
 
-    def fail_after_task_1(self, task_id, *args, **kwargs):
-        record_task(self, task_id, *args, **kwargs)
-        if task_id == 1:
+    def fail_after_task_1(*args, **kwargs):
+        record_task(*args, **kwargs)
+        if kwargs["task_id"] == 1:
             raise RuntimeError("stopped")
 
-    monkeypatch.setattr(Trainer, "_record_task", fail_after_task_1)
+    monkeypatch.setattr(trainer_module, "record_task", fail_after_task_1)
     with pytest.raises(RuntimeError, match="stopped"):
         run_in_process(tmp_path, ["mode=finetune", "n_epoch=1", "progress=false"])
     summary = pd.read_csv(tmp_path / "results" / "summary.csv")
