@@ -130,3 +130,21 @@ def load_trainer_state(trainer: Trainer, state: dict[str, Any]) -> None:
     if trainer.checkpointer is not None:
         trainer.checkpointer.last_step = trainer.steps.global_step
     set_rng_state(state["rng"])
+
+
+def checkpoint_inside(
+    trainer: Trainer,
+    phase: int,
+    epoch: int,
+    batch: int,
+    order: torch.Tensor | None,
+    warm: bool,
+    flags: torch.Tensor | None = None,
+) -> None:
+    """A mid-task checkpoint once checkpoint_every steps have passed since the last one."""
+    if trainer.checkpointer is None or not trainer.checkpointer.due(trainer.steps.global_step):
+        return
+    seconds = time.perf_counter() - trainer.task_started
+    position = StreamPosition(trainer.task_id, True, phase, epoch, batch, order, warm, seconds)
+    position.memory_flags = flags
+    trainer.checkpointer.save(trainer_state_dict(trainer, position))

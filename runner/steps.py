@@ -2,10 +2,12 @@
 
 from __future__ import annotations
 
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass
 
 import torch
+from omegaconf import DictConfig
 from tqdm import tqdm
 
 from rainbow_runner.datasets.augment.pipeline import Augmenter
@@ -28,6 +30,21 @@ class PlannedStep:
         if len(replayed) == 0:
             return cls(stream, len(stream))
         return cls(torch.cat([stream, replayed]), len(stream))
+
+    @classmethod
+    def from_pool(
+        cls,
+        order: torch.Tensor,
+        flags: torch.Tensor | None,
+        rows: slice,
+        replay: Callable[[torch.Tensor], torch.Tensor] | None,
+    ) -> PlannedStep:
+        """A step on rows of an epoch's order: stream rows with what replay() adds to them, or
+        rows whose memory_flags say which are memory samples (none: all are, memory epochs)."""
+        indices = order[rows]
+        if replay is not None:
+            return cls.of(indices, replay(indices))
+        return cls(indices, 0, None if flags is None else flags[rows])
 
 
 class StepRunner:
@@ -112,6 +129,18 @@ class StepRunner:
         lr = self.lr()
         if lr is not None:
             self.writer.scalar("train/lr", lr, self.global_step)
+
+    @contextmanager
+    def progress_bar(self, description: str, cfg: DictConfig) -> Iterator[None]:
+        """A progress bar for the steps inside the block (progress=false: a silent one)."""
+        self.progress = tqdm(
+            total=0, desc=description, disable=not cfg.progress, leave=False, dynamic_ncols=True
+        )
+        try:
+            yield
+        finally:
+            self.progress.close()
+            self.progress = None
 
     def expect(self, n_steps: int) -> None:
         """Tell the progress bar about steps to come."""

@@ -15,7 +15,6 @@ from collections.abc import Callable
 import torch
 from hydra.utils import instantiate
 from omegaconf import DictConfig, OmegaConf
-from tqdm import tqdm
 
 from rainbow_runner.datasets.base import ImageData
 from rainbow_runner.datasets.splits import TaskSplit
@@ -33,6 +32,7 @@ from rainbow_runner.runner.run_state import (
     ResumePoint,
     RunRecord,
     StreamPosition,
+    checkpoint_inside,
     load_trainer_state,
     trainer_state_dict,
 )
@@ -166,18 +166,12 @@ class Trainer:
         per_chunk = 1 if replaying and self.method.stepwise_draws else self.steps_ahead
         # Checkpoints only between chunks: a resumed run augments the same chunks.
         for done in range(0, len(starts), per_chunk):
-            planned = []
-            for start in starts[done:][:per_chunk]:
-                rows = order[start : start + batchsize]
-                if replaying:
-                    planned.append(PlannedStep.of(rows, self.method.replay(rows)))
-                elif flags is None:  # memory epochs: every row is a memory sample
-                    planned.append(PlannedStep(rows, 0))
-                else:
-                    planned.append(PlannedStep(rows, 0, flags[start : start + batchsize]))
+            chunk = [slice(start, start + batchsize) for start in starts[done:][:per_chunk]]
+            replay = self.method.replay if replaying else None
+            planned = [PlannedStep.from_pool(order, flags, rows, replay) for rows in chunk]
             self.steps.run(planned, together=self.steps_ahead > 1)
             reached = first + (done + len(planned)) * batchsize
-            self._checkpoint_inside(phase, epoch, reached, order, warm, flags)
+            checkpoint_inside(self, phase, epoch, reached, order, warm, flags)
         self.schedule.end_epoch(warm)
 
     def online_pass(
@@ -209,7 +203,7 @@ class Trainer:
                 self.method.observe_stream(incoming)  # stepwise: after its steps (DER's logits)
             self.steps.run(planned, together=self.steps_ahead > 1)
             reached = first + (done + len(chunk)) * batchsize
-            self._checkpoint_inside(STREAM_PHASE, 0, reached, None, warm)
+            checkpoint_inside(self, STREAM_PHASE, 0, reached, None, warm)
         self.schedule.end_epoch(warm)
 
     def _run_epochs(
@@ -280,18 +274,8 @@ class Trainer:
                 continue
             done_before = 0.0 if self.resume.position is None else self.resume.position.seconds
             task_started = self.task_started = time.perf_counter() - done_before
-            self.steps.progress = tqdm(
-                total=0,
-                desc=f"task {task_id + 1}/{self.split.n_tasks}",
-                disable=not self.cfg.progress,
-                leave=False,
-                dynamic_ncols=True,
-            )
-            try:
+            with self.steps.progress_bar(f"task {task_id + 1}/{self.split.n_tasks}", self.cfg):
                 self.train_task(task_id, task_indices)
-            finally:
-                self.steps.progress.close()
-                self.steps.progress = None
             record_task(
                 self.record,
                 self.writer,
@@ -311,23 +295,6 @@ class Trainer:
                 self.checkpointer.save(self.state_dict(StreamPosition(task=task_id + 1)))
         self.record.seconds = time.perf_counter() - started
         return self.record
-
-    def _checkpoint_inside(
-        self,
-        phase: int,
-        epoch: int,
-        batch: int,
-        order: torch.Tensor | None,
-        warm: bool,
-        flags: torch.Tensor | None = None,
-    ) -> None:
-        """A mid-task checkpoint once checkpoint_every steps have passed since the last one."""
-        if self.checkpointer is None or not self.checkpointer.due(self.steps.global_step):
-            return
-        seconds = time.perf_counter() - self.task_started
-        position = StreamPosition(self.task_id, True, phase, epoch, batch, order, warm, seconds)
-        position.memory_flags = flags
-        self.checkpointer.save(self.state_dict(position))
 
     def state_dict(self, position: StreamPosition) -> dict:
         """Everything needed to continue this run exactly from `position`."""
