@@ -28,6 +28,7 @@ from rainbow_runner.runner.checkpoint import (
     resume_command,
     resume_state,
 )
+from rainbow_runner.runner.config import group_choice
 from rainbow_runner.runner.config_check import (
     ConfigError,
     check_config,
@@ -70,7 +71,7 @@ def config_choices(cfg: DictConfig) -> dict:
         "dataset": cfg.dataset.name,
         "stream": cfg.stream.name,
         "exp": cfg.exp.name,
-        "model": str(cfg.model._target_).rsplit(".", 1)[-1],
+        "model": group_choice(cfg, "model"),
         "mem_size": int(cfg.mem_size),
         "trans": "+".join(cfg.trans) if cfg.trans else "none",
         "seed": int(cfg.seed),
@@ -79,6 +80,11 @@ def config_choices(cfg: DictConfig) -> dict:
         "n_epoch": int(cfg.n_epoch),
         "batchsize": int(cfg.batchsize),
         "lr": float(cfg.lr),
+        "optimizer": group_choice(cfg, "optimizer"),
+        "scheduler": group_choice(cfg, "scheduler"),
+        "mem_batchsize": int(cfg.mem_batchsize),
+        "warmup_epochs": int(cfg.warmup_epochs),
+        "memory_metric": str(cfg.mem_manage.get("metric") or "none"),
     }
 
 

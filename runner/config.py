@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from functools import cache
 from pathlib import Path
 
 from hydra import compose, initialize_config_dir
@@ -18,3 +19,40 @@ def compose_config(overrides: list[str]) -> DictConfig:
     """The config `rainbow-runner <overrides>` would run with (tests, benchmarks, notebooks)."""
     with initialize_config_dir(config_dir=str(CONFIG_DIR), version_base="1.3"):
         return compose(config_name="config", overrides=overrides)
+
+
+@cache
+def group_options(group: str) -> dict[str, dict]:
+    """conf/<group>/*.yaml as written (interpolations unresolved), by option name."""
+    return {
+        path.stem: OmegaConf.to_container(OmegaConf.load(path), resolve=False)
+        for path in sorted((CONFIG_DIR / group).glob("*.yaml"))
+    }
+
+
+def group_choice(cfg: DictConfig, group: str) -> str:
+    """The conf/<group>/ option a config's group came from (`mlp400`, not the function `mlp`).
+
+    Hydra's record of the choices when a run is in progress; otherwise (a config composed or
+    loaded outside a run) the option whose literal values the group holds, else the first with
+    its _target_.
+    """
+    from hydra.core.hydra_config import HydraConfig
+
+    if HydraConfig.initialized():
+        choice = HydraConfig.get().runtime.choices.get(group)
+        if choice is not None:
+            return str(choice)
+    content = OmegaConf.to_container(cfg[group], resolve=False)
+    for name, option in group_options(group).items():
+        literal = {k: v for k, v in option.items() if not (isinstance(v, str) and "${" in v)}
+        if all(content.get(key) == value for key, value in literal.items()):
+            return name
+    same_target = [
+        n for n, o in group_options(group).items() if o.get("_target_") == content.get("_target_")
+    ]
+    return (
+        same_target[0]
+        if same_target
+        else str(content.get("_target_", "unknown")).rsplit(".", 1)[-1]
+    )

@@ -1,5 +1,9 @@
 """`python -m runner.report PATH... [--out DIR]`: mean ± std over seeds for every configuration.
 
+A configuration is every setting but the seeds (runner/reporting/settings.py): runs whose
+settings differ in anything (an optimizer, `mem_batchsize`, `mode.reg_coef`) are never averaged
+together, and the settings that tell the rows apart are shown as columns.
+
 Reads every run's results/summary.csv, tasks.csv and acc_matrix.csv under the paths and writes
 report.csv, report.md, accuracy_curves.png and acc_matrix_<config>.png. Runs without a summary,
 failed or cut short are listed in report.md and counted in n_incomplete, never dropped silently.
@@ -18,10 +22,23 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
+from rainbow_runner.runner.reporting.settings import MISSING, distinguishing_keys, saved_settings
 from rainbow_runner.runner.reporting.sweeps import foreign_runs
 
 CONFIG_KEYS = ["mode", "mem_manage", "dataset", "stream", "exp", "mem_size", "trans"]
-EXTRA_KEYS = ["model", "n_tasks", "n_epoch", "batchsize", "lr"]  # shown when they vary
+# summary.csv's other settings, shown when they tell configurations apart
+EXTRA_KEYS = [
+    "model",
+    "n_tasks",
+    "n_epoch",
+    "batchsize",
+    "lr",
+    "optimizer",
+    "scheduler",
+    "mem_batchsize",
+    "warmup_epochs",
+    "memory_metric",
+]
 GROUP_KEYS = CONFIG_KEYS + EXTRA_KEYS
 METRICS = ["A_last", "A_avg", "F_last", "I_last"]
 CSV_METRICS = METRICS + ["BWT", "FWT", "seconds"]
@@ -72,7 +89,8 @@ def config_of_unfinished_run(run_dir: Path) -> dict | None:
 
 
 def load_runs(run_dirs: list[Path]) -> tuple[pd.DataFrame, list[str]]:
-    """One row per run with a `complete` flag, and a line for every run that is not complete."""
+    """One row per run with a `complete` flag and its settings (runner/reporting/settings.py),
+    and a line for every run that is not complete."""
     rows, problems = [], []
     for run_dir in run_dirs:
         summary_file = run_dir / "results" / "summary.csv"
@@ -96,13 +114,30 @@ def load_runs(run_dirs: list[Path]) -> tuple[pd.DataFrame, list[str]]:
             if row is None:
                 continue
             row.update(status="no summary", tasks_done=0, complete=False)
+        settings = saved_settings(run_dir, set(row))
+        row.update(settings)
+        row["settings"] = list(settings)
         row["run_dir"] = str(run_dir)
         rows.append(row)
     runs = pd.DataFrame(rows)
     if not runs.empty:
         runs["trans"] = runs["trans"].fillna("none").astype(str)
-        runs = runs.reindex(columns=list(dict.fromkeys([*runs.columns, *CSV_METRICS])))
+        runs = runs.reindex(columns=list(dict.fromkeys([*runs.columns, *GROUP_KEYS, *CSV_METRICS])))
     return runs, problems
+
+
+def identify_configurations(runs: pd.DataFrame) -> list[str]:
+    """Label each run's configuration in runs["config"]; return the keys shown besides
+    CONFIG_KEYS: those that tell configurations apart (summary columns, then group choices,
+    then top-level keys, then method/memory/model knobs)."""
+    saved = sorted({key for keys in runs.pop("settings") for key in keys})
+    saved.sort(key=lambda key: ("." in key, key))
+    for key in [*saved, *EXTRA_KEYS]:
+        if runs[key].isna().any():
+            runs[key] = runs[key].astype(object).fillna(MISSING)
+    shown = distinguishing_keys(runs, CONFIG_KEYS, EXTRA_KEYS + saved)
+    runs["config"] = [config_label(row, shown) for row in runs.to_dict("records")]
+    return shown
 
 
 def attach_joint_accuracy(runs: pd.DataFrame) -> pd.DataFrame:
@@ -119,22 +154,24 @@ def attach_joint_accuracy(runs: pd.DataFrame) -> pd.DataFrame:
     return runs.drop(columns=["joint_split", "joint_any"])
 
 
-def aggregate(runs: pd.DataFrame) -> pd.DataFrame:
+def aggregate(runs: pd.DataFrame, shown: list[str]) -> pd.DataFrame:
     """One row per configuration: mean and sample std (ddof=1) over its complete runs."""
     complete = runs[runs["complete"]]
-    stats = complete.groupby(GROUP_KEYS, dropna=False)[CSV_METRICS].agg(["mean", "std"])
+    stats = complete.groupby("config")[CSV_METRICS].agg(["mean", "std"])
     stats.columns = [f"{metric}_{stat}" for metric, stat in stats.columns]
-    grouped = runs.groupby(GROUP_KEYS, dropna=False)
+    grouped = runs.groupby("config")
     table = pd.DataFrame(
         {
+            **{key: grouped[key].first() for key in CONFIG_KEYS + shown},
             "n_seeds": grouped["complete"].sum().astype(int),
             "n_incomplete": grouped["complete"].apply(lambda done: int((~done).sum())),
             "seeds": grouped["seed"].apply(lambda seeds: " ".join(map(str, sorted(set(seeds))))),
         }
     )
-    table["joint_acc_mean"] = complete.groupby(GROUP_KEYS, dropna=False)["joint_acc"].mean()
+    table["joint_acc_mean"] = complete.groupby("config")["joint_acc"].mean()
     table = table.join(stats).reset_index()
-    return table.sort_values(["dataset", "exp", "stream", "mem_size", "mode"], kind="stable")
+    order = ["dataset", "exp", "stream", "mem_size", "mode", "config"]
+    return table.sort_values(order, kind="stable").reset_index(drop=True)
 
 
 def absent_seeds(runs: pd.DataFrame) -> list[str]:
@@ -142,16 +179,11 @@ def absent_seeds(runs: pd.DataFrame) -> list[str]:
     lines = []
     for _, of_dataset in runs.groupby("dataset"):
         all_seeds = set(of_dataset["seed"])
-        for key, of_config in of_dataset.groupby(GROUP_KEYS, dropna=False):
+        for label, of_config in of_dataset.groupby("config"):
             missing = sorted(all_seeds - set(of_config["seed"]))
             if missing:
-                label = config_label(dict(zip(GROUP_KEYS, key, strict=True)), [])
                 lines.append(f"{label}: no run for seed {', '.join(map(str, missing))}")
     return lines
-
-
-def varying_extras(table: pd.DataFrame) -> list[str]:
-    return [key for key in EXTRA_KEYS if table[key].nunique(dropna=False) > 1]
 
 
 def config_label(config: dict, extras: list[str]) -> str:
@@ -169,9 +201,9 @@ def mean_std(mean: float, std: float) -> str:
     return f"{mean:.2f}" if std is None or math.isnan(std) else f"{mean:.2f} ± {std:.2f}"
 
 
-def markdown(table: pd.DataFrame, runs: pd.DataFrame, problems: list[str]) -> str:
+def markdown(table: pd.DataFrame, runs: pd.DataFrame, problems: list[str], shown: list[str]) -> str:
     """The README-style table, then every run the means could not use."""
-    keys = CONFIG_KEYS + varying_extras(table)
+    keys = CONFIG_KEYS + shown
     header = keys + METRICS + ["joint_acc", "time (s)", "n_seeds"]
     show_incomplete = bool(table["n_incomplete"].any())
     header += ["n_incomplete"] if show_incomplete else []
@@ -194,7 +226,7 @@ def slug(label: str) -> str:
     return re.sub(r"[^A-Za-z0-9.+=-]+", "_", label).strip("_")
 
 
-def plot_curves(runs: pd.DataFrame, labels: dict, out: Path) -> None:
+def plot_curves(runs: pd.DataFrame, out: Path) -> None:
     """accuracy_curves.png: accuracy after each task, mean over seeds with a ±std band."""
     import matplotlib
 
@@ -205,17 +237,17 @@ def plot_curves(runs: pd.DataFrame, labels: dict, out: Path) -> None:
     figure, axes = plt.subplots(1, len(panels), figsize=(6 * len(panels), 4.5), squeeze=False)
     for axis, (dataset, exp) in zip(axes[0], panels, strict=True):
         in_panel = runs[(runs["dataset"] == dataset) & (runs["exp"] == exp)]
-        for key, group in in_panel.groupby(GROUP_KEYS, dropna=False):
+        for label, group in in_panel.groupby("config"):
             curves = [
                 pd.read_csv(Path(d) / "results" / "tasks.csv")["test_acc"] for d in group.run_dir
             ]
             curves = np.vstack([c.to_numpy() for c in curves if len(c) == len(curves[0])])
             mean, std = curves.mean(axis=0), curves.std(axis=0, ddof=1) if len(curves) > 1 else 0
-            if key[0] == "joint":
-                axis.axhline(mean[-1], linestyle="--", color="gray", label=labels[key])
+            if group["mode"].iloc[0] == "joint":
+                axis.axhline(mean[-1], linestyle="--", color="gray", label=label)
                 continue
             tasks = np.arange(1, len(mean) + 1)
-            (line,) = axis.plot(tasks, mean, marker="o", label=labels[key])
+            (line,) = axis.plot(tasks, mean, marker="o", label=label)
             axis.fill_between(tasks, mean - std, mean + std, color=line.get_color(), alpha=0.2)
             axis.set_xticks(tasks)
         axis.set(title=f"{dataset} {exp}", xlabel="after task", ylabel="test accuracy (%)")
@@ -225,14 +257,14 @@ def plot_curves(runs: pd.DataFrame, labels: dict, out: Path) -> None:
     plt.close(figure)
 
 
-def plot_matrices(runs: pd.DataFrame, labels: dict, out: Path) -> None:
+def plot_matrices(runs: pd.DataFrame, out: Path) -> None:
     """acc_matrix_<config>.png: accuracy on each task's classes after each task, seed mean."""
     import matplotlib
 
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
 
-    for key, group in runs.groupby(GROUP_KEYS, dropna=False):
+    for label, group in runs.groupby("config"):
         files = [Path(d) / "results" / "acc_matrix.csv" for d in group.run_dir]
         matrices = [
             pd.read_csv(f).drop(columns="after_task").to_numpy() for f in files if f.exists()
@@ -249,10 +281,10 @@ def plot_matrices(runs: pd.DataFrame, labels: dict, out: Path) -> None:
         axis.set_xticks(range(columns), [str(j + 1) for j in range(columns)])
         axis.set_yticks(range(rows), [str(i + 1) for i in range(rows)])
         axis.set(xlabel="classes of task", ylabel="after task")
-        axis.set_title(labels[key].replace(" ", "\n", 1), fontsize=8)
+        axis.set_title(label.replace(" ", "\n", 1), fontsize=8)
         figure.colorbar(image, ax=axis)
         figure.tight_layout()
-        figure.savefig(out / f"acc_matrix_{slug(labels[key])}.png", dpi=120)
+        figure.savefig(out / f"acc_matrix_{slug(label)}.png", dpi=120)
         plt.close(figure)
 
 
@@ -271,24 +303,17 @@ def write_report(paths: list[Path], out: Path) -> Report:
         text += "".join(f"- {line}\n" for line in problems)
         (out / "report.md").write_text(text)
         return Report(table=pd.DataFrame(), runs=runs, problems=problems, markdown=text)
+    shown = identify_configurations(runs)
     runs = attach_joint_accuracy(runs)
     problems += absent_seeds(runs)
-    table = aggregate(runs)
-    extras = varying_extras(table)
-    labels = {
-        tuple(row[k] for k in GROUP_KEYS): config_label(row, extras)
-        for row in table.to_dict("records")
-    }
-    table.insert(
-        0, "config", [labels[tuple(row[k] for k in GROUP_KEYS)] for _, row in table.iterrows()]
-    )
+    table = aggregate(runs, shown)
     table.to_csv(out / "report.csv", index=False)
-    text = markdown(table, runs, problems)
+    text = markdown(table, runs, problems, shown)
     (out / "report.md").write_text(text)
     complete = runs[runs["complete"]]
     if not complete.empty:
-        plot_curves(complete, labels, out)
-        plot_matrices(complete, labels, out)
+        plot_curves(complete, out)
+        plot_matrices(complete, out)
     return Report(table=table, runs=runs, problems=problems, markdown=text)
 
 

@@ -11,15 +11,15 @@ from omegaconf import OmegaConf
 
 from rainbow_runner.runner.app import config_choices
 from rainbow_runner.runner.reporting.report import main, write_report
-from tests.conftest import compose_config
+from tests.conftest import compose_config, run_cli
 
 TINY = ["n_tasks=2", "n_epoch=1", "mem_size=50"]
 
 
 @cache
-def choices(mode: str, seed: int) -> dict:
+def choices(mode: str, seed: int, overrides: tuple[str, ...] = ()) -> dict:
     """The summary's settings columns, as the runner would write them for this config."""
-    return config_choices(compose_config([f"mode={mode}", f"seed={seed}", *TINY]))
+    return config_choices(compose_config([f"mode={mode}", f"seed={seed}", *TINY, *overrides]))
 
 
 def make_run(
@@ -30,11 +30,12 @@ def make_run(
     status: str = "complete",
     tasks_done: int | None = None,
     seconds: float = 1.0,
+    overrides: tuple[str, ...] = (),
 ) -> dict:
     """A run directory as the runner writes it, with chosen numbers."""
     n_rows = 1 if mode == "joint" else 2
     tasks_done = n_rows if tasks_done is None else tasks_done
-    summary = choices(mode, seed) | {
+    summary = choices(mode, seed, overrides) | {
         "A_last": a_last,
         "A_avg": a_last - 10,
         "F_last": seed * 2.0,
@@ -47,6 +48,9 @@ def make_run(
     }
     results = run_dir / "results"
     results.mkdir(parents=True)
+    (run_dir / ".hydra").mkdir()  # the runner's run directories always hold the saved config
+    config = compose_config([f"mode={mode}", f"seed={seed}", *TINY, *overrides])
+    OmegaConf.save(config, run_dir / ".hydra" / "config.yaml")
     pd.DataFrame([summary]).to_csv(results / "summary.csv", index=False)
     accuracies = np.linspace(a_last - 20, a_last, n_rows)[:tasks_done]
     pd.DataFrame({"task": range(tasks_done), "test_acc": accuracies}).to_csv(
@@ -152,3 +156,53 @@ def test_cli_prints_the_table_and_fails_on_no_runs(sweep, tmp_path, capsys):
     empty.mkdir()
     assert main([str(empty)]) == 2
     assert "no run directories" in capsys.readouterr().err
+
+
+def test_runs_whose_knobs_differ_are_never_averaged(tmp_path):
+    """optimizer, mem_batchsize and a method knob are settings: each value is its own row."""
+    settings = {
+        "sgd": ("optimizer=sgd",),
+        "adam": ("optimizer=adam",),
+        "membatch": ("mem_batchsize=4",),
+        "coef": ("mode.reg_coef=1",),
+    }
+    for offset, (name, overrides) in enumerate(settings.items()):
+        for seed in (1, 2):
+            make_run(
+                tmp_path / f"{name}_{seed}",
+                "ewc",
+                seed,
+                60.0 + 10 * offset + seed,
+                overrides=overrides,
+            )
+    report = write_report([tmp_path], tmp_path / "out")
+    table = report.table
+    assert len(table) == 4 and list(table.n_seeds) == [2, 2, 2, 2]
+    assert sorted(table.A_last_mean) == [61.5, 71.5, 81.5, 91.5]
+    assert {"optimizer", "mem_batchsize", "mode.reg_coef"} <= set(table.columns)
+    header = report.markdown.splitlines()[2]
+    assert "| optimizer |" in header and "| mode.reg_coef |" in header
+    assert "optimizer.betas" not in header  # implied by the optimizer shown before it
+    adam = table[table.optimizer == "adam"].iloc[0]
+    assert adam.A_last_mean == 71.5 and "optimizer=adam" in adam.config
+
+
+def test_a_real_sweep_of_a_method_knob_gives_one_row_per_value(tmp_path):
+    sweep = tmp_path / "sweep"
+    result = run_cli(
+        ["--multirun", "mode=ewc", "mode.reg_coef=1,10", "seed=1,2", "n_tasks=2", "n_epoch=1"]
+        + ["mem_size=50", "num_threads=1", "progress=false", f"hydra.sweep.dir={sweep}"]
+    )
+    assert result.returncode == 0, result.stderr[-2000:]
+    summaries = {
+        run.name: pd.read_csv(run / "results" / "summary.csv").iloc[0]
+        for run in sweep.iterdir()
+        if (run / "results").exists()
+    }
+    report = write_report([sweep], tmp_path / "out")
+    print(report.markdown)
+    assert len(report.table) == 2 and list(report.table.n_seeds) == [2, 2]
+    for coef, jobs in (("1", ("0_", "1_")), ("10", ("2_", "3_"))):
+        row = report.table[report.table["mode.reg_coef"] == coef].iloc[0]
+        a_last = [s.A_last for name, s in summaries.items() if name.startswith(jobs)]
+        assert row.A_last_mean == pytest.approx(np.mean(a_last))
