@@ -36,9 +36,15 @@ from rainbow_runner.runner.config_check import (
     config_warnings,
     resolve_device,
 )
+from rainbow_runner.runner.evaluation import ACCURACY_DECIMALS
 from rainbow_runner.runner.options import apply_deprecated_keys, check_method_and_memory_options
 from rainbow_runner.runner.reporting.metrics import summarize
-from rainbow_runner.runner.reporting.results import ResultWriter
+from rainbow_runner.runner.reporting.results import (
+    ResultWriter,
+    command_line_overrides,
+    headline_metrics,
+    hparams_of,
+)
 from rainbow_runner.runner.rundir import RunDirectory, RunDirectoryError, run_directory
 from rainbow_runner.runner.running import MAX_PENDING_STEPS
 from rainbow_runner.runner.trainer import NonFiniteLossError, Trainer
@@ -182,11 +188,12 @@ def write_summary(writer: ResultWriter, cfg: DictConfig, trainer: Trainer, statu
             record.untrained_group_accuracy,
             None if cfg.joint_acc is None else float(cfg.joint_acc),
         )
-        summary.update(metrics)
+        summary.update({name: round(value, ACCURACY_DECIMALS) for name, value in metrics.items()})
     # A run that stopped early never set record.seconds: count up to now (resumed runs included).
     seconds = record.seconds if status == "complete" else time.perf_counter() - trainer.run_started
     summary.update(tasks_done=len(record.task_accuracy), seconds=round(seconds, 2), status=status)
     writer.write_summary(summary)
+    writer.hparams(hparams_of(summary, command_line_overrides()), headline_metrics(summary))
     return summary
 
 
@@ -284,6 +291,8 @@ def train(cfg: DictConfig, prepared: Prepared) -> dict:
     trainer, writer = prepared.trainer, prepared.writer
     writer.open()
     writer.write_json("run_info.json", environment_record())
+    config_text = OmegaConf.to_yaml(cfg, resolve=True)
+    writer.text("config", "    " + config_text.replace("\n", "\n    "))  # markdown code block
     status = "complete"
     try:
         trainer.run()

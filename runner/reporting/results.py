@@ -11,6 +11,9 @@ import pandas as pd
 
 from rainbow_runner.runner.files import replace_atomically
 
+HEADLINE_METRICS = ("A_last", "A_avg", "F_last", "I_last")
+SUMMARY_RESULTS = {*HEADLINE_METRICS, "BWT", "FWT", "tasks_done", "seconds", "status"}
+
 
 def write_csv_atomically(frame: pd.DataFrame, path: Path) -> None:
     """A reader, a crash or a power cut never sees half a CSV (runner/files.py)."""
@@ -69,6 +72,29 @@ class ResultWriter:
         if self.events is not None and len(values):
             self.events.add_histogram(tag, values, step)
 
+    def text(self, tag: str, text: str) -> None:
+        if self.events is not None:
+            self.events.add_text(tag, text, 0)
+
+    def hparams(self, settings: dict, metrics: dict[str, float]) -> None:
+        """The HParams tab's record of this run: its settings and its headline metrics.
+
+        Written into the run's own event stream (torch's add_hparams would open a second run
+        directory), with each metric also as a scalar `summary/<name>` the tab reads.
+        """
+        if self.events is None:
+            return
+        from torch.utils.tensorboard.summary import hparams
+
+        values = {key: value for key, value in settings.items() if value is not None}
+        tags = {f"summary/{name}": float(value) for name, value in metrics.items()}
+        experiment, session_start, session_end = hparams(values, tags)
+        writer = self.events._get_file_writer()
+        for summary in (experiment, session_start, session_end):
+            writer.add_summary(summary)
+        for tag, value in tags.items():
+            self.events.add_scalar(tag, value, 0)
+
     def add_task(self, row: dict, acc_row: np.ndarray) -> None:
         """Record one task's results and rewrite tasks.csv and acc_matrix.csv."""
         self.task_rows.append(row)
@@ -120,3 +146,29 @@ class ResultWriter:
         if self.events is not None:
             self.events.flush()
             self.events.close()
+
+
+def command_line_overrides() -> list[str]:
+    """The job's overrides as typed (none outside a Hydra run)."""
+    from hydra.core.hydra_config import HydraConfig
+
+    return list(HydraConfig.get().overrides.task) if HydraConfig.initialized() else []
+
+
+def hparams_of(summary: dict, overrides: list[str]) -> dict:
+    """What identifies a run in TensorBoard's HParams tab: the summary's settings, then every
+    command-line override (`mode.reg_coef=1`) that is not already one of them."""
+    settings = settings_of(summary)
+    for override in overrides:
+        key, _, value = override.lstrip("+~").partition("=")
+        if not key.startswith("hydra."):
+            settings.setdefault(key, value)
+    return settings
+
+
+def settings_of(summary: dict) -> dict:
+    return {key: value for key, value in summary.items() if key not in SUMMARY_RESULTS}
+
+
+def headline_metrics(summary: dict) -> dict:
+    return {name: summary[name] for name in HEADLINE_METRICS if name in summary}
