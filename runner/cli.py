@@ -102,6 +102,11 @@ def print_failure(error: BaseException) -> None:
 
 def main() -> None:
     """The console command: Hydra composes and runs; errors leave with the documented status."""
+    if any(arg in ("--help", "-h") for arg in sys.argv[1:]):
+        from rainbow_runner.runner.help import help_text
+
+        print(help_text(), end="")  # the runner's own help; --hydra-help stays Hydra's
+        return
     asked_full_error = bool(os.environ.get(FULL_ERROR))
     os.environ[FULL_ERROR] = "1"  # Hydra hands every error up instead of printing and exiting 1
     try:
