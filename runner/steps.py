@@ -70,6 +70,8 @@ class StepRunner:
         self.running = RunningSums(train_labels.device)
         self.global_step = 0
         self.progress: tqdm | None = None
+        self.announced = 0  # steps the passes of the current task have announced (expect)
+        self.task_first_step = 0
 
     def batches_ahead(self, planned: list[PlannedStep]) -> list[TrainBatch]:
         """The training batches of the planned steps, from one call for all of them.
@@ -123,7 +125,9 @@ class StepRunner:
         if stats is None:
             return
         if self.progress is not None:
-            self.progress.set_postfix(loss=f"{stats.loss:.3f}", acc=f"{stats.accuracy:.1f}")
+            self.progress.set_postfix(
+                loss=f"{stats.loss:.3f}", acc=f"{stats.accuracy:.1f}", run_step=self.global_step
+            )
         self.writer.scalar("train/loss", stats.loss, self.global_step)
         self.writer.scalar("train/accuracy", stats.accuracy, self.global_step)
         lr = self.lr()
@@ -131,19 +135,38 @@ class StepRunner:
             self.writer.scalar("train/lr", lr, self.global_step)
 
     @contextmanager
-    def progress_bar(self, description: str, cfg: DictConfig) -> Iterator[None]:
-        """A progress bar for the steps inside the block (progress=false: a silent one)."""
+    def progress_bar(self, description: str, cfg: DictConfig, planned: int = 0) -> Iterator[None]:
+        """A task's progress bar over its planned steps (progress=false: a silent one).
+
+        planned: the task's steps as known when it starts (Trainer.planned_steps); the total is
+        set once, before the first step, and only corrected when a pass turns out longer than
+        planned (expect) or the task ends short of it (bic's held-out memory).
+        """
         self.progress = tqdm(
-            total=0, desc=description, disable=not cfg.progress, leave=False, dynamic_ncols=True
+            total=planned,
+            desc=description,
+            disable=not cfg.progress,
+            leave=False,
+            dynamic_ncols=True,
         )
+        self.announced = 0
+        self.task_first_step = self.global_step
         try:
             yield
         finally:
+            taken = self.global_step - self.task_first_step
+            if self.progress.total != taken:
+                self.progress.total = taken
+                self.progress.refresh()
             self.progress.close()
             self.progress = None
 
     def expect(self, n_steps: int) -> None:
-        """Tell the progress bar about steps to come."""
-        if self.progress is not None:
-            self.progress.total = (self.progress.total or 0) + n_steps
+        """A pass of n_steps starts: the total grows only if the passes outrun the plan."""
+        if self.progress is None:
+            return
+        self.announced += n_steps
+        needed = self.global_step - self.task_first_step + n_steps
+        if self.announced > (self.progress.total or 0) or needed > (self.progress.total or 0):
+            self.progress.total = max(self.announced, needed)
             self.progress.refresh()
