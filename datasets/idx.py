@@ -68,7 +68,7 @@ def idx_folders(name: str, data_root: str) -> list[Path]:
     ]
     if name in DEBIAN_FOLDERS:
         folders.append(DEBIAN_FOLDERS[name])
-    return folders
+    return list(dict.fromkeys(folders))  # mnist == mnist with "-": each folder once
 
 
 def find_idx_files(folder: Path) -> dict[str, Path] | None:

@@ -116,8 +116,24 @@ def environment_record() -> dict:
         "python": platform.python_version(),
         "packages": versions,
         "git_revision": revision or None,
+        "git_uncommitted_changes": uncommitted_changes() if revision else None,
         "cuda": torch.cuda.get_device_name() if torch.cuda.is_available() else None,
     }
+
+
+def uncommitted_changes(folder: Path = Path(__file__).parent) -> bool | None:
+    """Whether the code's checkout differs from its revision (`git status --porcelain`)."""
+    try:
+        status = subprocess.run(
+            ["git", "status", "--porcelain"],
+            capture_output=True,
+            text=True,
+            cwd=folder,
+            check=True,
+        ).stdout
+    except (OSError, subprocess.CalledProcessError):
+        return None
+    return bool(status.strip())
 
 
 def sweep_launcher() -> DictConfig | None:

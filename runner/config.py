@@ -11,8 +11,23 @@ from omegaconf import DictConfig, OmegaConf
 # conf/ sits beside runner/ in the repository and inside the installed rainbow_runner package.
 CONFIG_DIR = Path(__file__).resolve().parent.parent / "conf"
 
+
+def memory_of(mode: str, value, absent):
+    """value when the mode keeps a memory, else absent: run directories of finetune, joint and
+    slda say `none`/`mem0`, not the unused default memory's name and size."""
+    from rainbow_runner.datasets.choices import ChoiceError
+    from rainbow_runner.methods import METHODS
+
+    try:
+        return value if METHODS.get(str(mode)).uses_memory else absent
+    except ChoiceError:  # an unknown mode is reported by the run's checks, by name
+        return value
+
+
 if not OmegaConf.has_resolver("mul"):
     OmegaConf.register_new_resolver("mul", lambda a, b: float(a) * float(b))
+if not OmegaConf.has_resolver("memory_of"):
+    OmegaConf.register_new_resolver("memory_of", memory_of)
 
 
 def compose_config(overrides: list[str]) -> DictConfig:

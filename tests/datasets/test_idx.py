@@ -115,3 +115,11 @@ def test_debian_fashion_mnist(tmp_path: Path) -> None:
     assert torch.bincount(data.train_y).tolist() == [6000] * 10
     assert torch.bincount(data.test_y).tolist() == [1000] * 10
     assert data.mean[0] == pytest.approx(0.2860, abs=1e-3)
+
+
+def test_the_missing_data_message_names_each_folder_once(tmp_path):
+    with pytest.raises(DatasetError) as raised:
+        load_dataset("mnist", str(tmp_path / "none"), False, None)
+    message = str(raised.value)
+    looked = message.split(" in ", 1)[1].split(". ", 1)[0].split("; ")
+    assert len(looked) == len(set(looked)) == 3  # data_root, data_root/mnist, data_root/MNIST/raw
