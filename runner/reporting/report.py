@@ -14,14 +14,13 @@ from __future__ import annotations
 
 import argparse
 import math
-import re
 import sys
 from dataclasses import dataclass, field
 from pathlib import Path
 
-import numpy as np
 import pandas as pd
 
+from rainbow_runner.runner.reporting.plots import plot_curves, plot_matrices
 from rainbow_runner.runner.reporting.settings import MISSING, distinguishing_keys, saved_settings
 from rainbow_runner.runner.reporting.sweeps import foreign_runs
 
@@ -222,70 +221,14 @@ def markdown(table: pd.DataFrame, runs: pd.DataFrame, problems: list[str], shown
     return "\n".join(text) + "\n"
 
 
-def slug(label: str) -> str:
-    return re.sub(r"[^A-Za-z0-9.+=-]+", "_", label).strip("_")
-
-
-def plot_curves(runs: pd.DataFrame, out: Path) -> None:
-    """accuracy_curves.png: accuracy after each task, mean over seeds with a ±std band."""
-    import matplotlib
-
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
-
-    panels = sorted(runs.groupby(["dataset", "exp"]).groups)
-    figure, axes = plt.subplots(1, len(panels), figsize=(6 * len(panels), 4.5), squeeze=False)
-    for axis, (dataset, exp) in zip(axes[0], panels, strict=True):
-        in_panel = runs[(runs["dataset"] == dataset) & (runs["exp"] == exp)]
-        for label, group in in_panel.groupby("config"):
-            curves = [
-                pd.read_csv(Path(d) / "results" / "tasks.csv")["test_acc"] for d in group.run_dir
-            ]
-            curves = np.vstack([c.to_numpy() for c in curves if len(c) == len(curves[0])])
-            mean, std = curves.mean(axis=0), curves.std(axis=0, ddof=1) if len(curves) > 1 else 0
-            if group["mode"].iloc[0] == "joint":
-                axis.axhline(mean[-1], linestyle="--", color="gray", label=label)
-                continue
-            tasks = np.arange(1, len(mean) + 1)
-            (line,) = axis.plot(tasks, mean, marker="o", label=label)
-            axis.fill_between(tasks, mean - std, mean + std, color=line.get_color(), alpha=0.2)
-            axis.set_xticks(tasks)
-        axis.set(title=f"{dataset} {exp}", xlabel="after task", ylabel="test accuracy (%)")
-        axis.legend(fontsize=7)
-    figure.tight_layout()
-    figure.savefig(out / "accuracy_curves.png", dpi=120)
-    plt.close(figure)
-
-
-def plot_matrices(runs: pd.DataFrame, out: Path) -> None:
-    """acc_matrix_<config>.png: accuracy on each task's classes after each task, seed mean."""
-    import matplotlib
-
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
-
-    for label, group in runs.groupby("config"):
-        files = [Path(d) / "results" / "acc_matrix.csv" for d in group.run_dir]
-        matrices = [
-            pd.read_csv(f).drop(columns="after_task").to_numpy() for f in files if f.exists()
-        ]
-        if not matrices:
-            continue
-        matrix = np.mean([m for m in matrices if m.shape == matrices[0].shape], axis=0)
-        rows, columns = matrix.shape
-        figure, axis = plt.subplots(figsize=(max(4.5, 1.5 + 0.8 * columns), 1.5 + 0.7 * rows))
-        image = axis.imshow(matrix, vmin=0, vmax=100, cmap="viridis")
-        if matrix.size <= 400:
-            for (i, j), value in np.ndenumerate(matrix):
-                axis.text(j, i, f"{value:.0f}", ha="center", va="center", fontsize=7, color="w")
-        axis.set_xticks(range(columns), [str(j + 1) for j in range(columns)])
-        axis.set_yticks(range(rows), [str(i + 1) for i in range(rows)])
-        axis.set(xlabel="classes of task", ylabel="after task")
-        axis.set_title(label.replace(" ", "\n", 1), fontsize=8)
-        figure.colorbar(image, ax=axis)
-        figure.tight_layout()
-        figure.savefig(out / f"acc_matrix_{slug(label)}.png", dpi=120)
-        plt.close(figure)
+def plot_links(plots: list[Path]) -> str:
+    """report.md's section linking the plots written beside it."""
+    if not plots:
+        return ""
+    lines = ["", "## Plots", ""]
+    lines += [f"![{plot.stem}]({plot.name})" for plot in plots[:1]]
+    lines += [f"- [{plot.stem}]({plot.name})" for plot in plots[1:]]
+    return "\n".join(lines) + "\n"
 
 
 def write_report(paths: list[Path], out: Path) -> Report:
@@ -308,12 +251,12 @@ def write_report(paths: list[Path], out: Path) -> Report:
     problems += absent_seeds(runs)
     table = aggregate(runs, shown)
     table.to_csv(out / "report.csv", index=False)
-    text = markdown(table, runs, problems, shown)
-    (out / "report.md").write_text(text)
     complete = runs[runs["complete"]]
+    plots = []
     if not complete.empty:
-        plot_curves(complete, out)
-        plot_matrices(complete, out)
+        plots = [plot_curves(complete, CONFIG_KEYS + shown, out), *plot_matrices(complete, out)]
+    text = markdown(table, runs, problems, shown) + plot_links(plots)
+    (out / "report.md").write_text(text)
     return Report(table=table, runs=runs, problems=problems, markdown=text)
 
 
