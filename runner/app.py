@@ -307,8 +307,6 @@ def train(cfg: DictConfig, prepared: Prepared) -> dict:
     trainer, writer = prepared.trainer, prepared.writer
     writer.open()
     writer.write_json("run_info.json", environment_record())
-    config_text = OmegaConf.to_yaml(cfg, resolve=True)
-    writer.text("config", "    " + config_text.replace("\n", "\n    "))  # markdown code block
     status = "complete"
     try:
         trainer.run()
@@ -317,6 +315,8 @@ def train(cfg: DictConfig, prepared: Prepared) -> dict:
         raise
     finally:
         summary = write_summary(writer, cfg, trainer, status)
+        config_text = OmegaConf.to_yaml(cfg, resolve=True)
+        writer.text("config", "    " + config_text.replace("\n", "\n    "))  # a code block
         writer.close()
     log.info(
         "A_last %.2f | A_avg %.2f | F_last %.2f | I_last %.2f",

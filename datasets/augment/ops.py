@@ -19,8 +19,6 @@ from itertools import accumulate
 
 import torch
 from torch.nn import functional as nnf
-from torchvision.transforms.v2 import InterpolationMode
-from torchvision.transforms.v2 import functional as F
 
 from rainbow_runner.datasets.augment.lookups import (
     autocontrast_lookup,
@@ -32,7 +30,25 @@ from rainbow_runner.datasets.augment.lookups import (
 )
 from rainbow_runner.datasets.devices import to_device_async
 
-NEAREST = InterpolationMode.NEAREST
+
+class _TorchvisionFunctional:
+    """torchvision.transforms.v2.functional, imported at the first operation (~1-5 s of torch
+    and torchvision imports that a run without randaug/autoaug never needs)."""
+
+    def __getattr__(self, name: str):
+        from torchvision.transforms.v2 import functional
+
+        return getattr(functional, name)
+
+
+F = _TorchvisionFunctional()
+
+
+def nearest():
+    from torchvision.transforms.v2 import InterpolationMode
+
+    return InterpolationMode.NEAREST
+
 
 Operation = Callable[[torch.Tensor, float], torch.Tensor]
 
@@ -49,7 +65,7 @@ def _affine(
         translate=list(translate),
         scale=1.0,
         shear=list(shear),
-        interpolation=NEAREST,
+        interpolation=nearest(),
         fill=0,
         center=center,
     )
@@ -63,7 +79,7 @@ OPERATIONS: dict[str, Operation] = {
     "ShearY": lambda x, m: _affine(x, shear=(0.0, math.degrees(math.atan(m))), center=[0, 0]),
     "TranslateX": lambda x, m: _affine(x, translate=(int(m), 0)),
     "TranslateY": lambda x, m: _affine(x, translate=(0, int(m))),
-    "Rotate": lambda x, m: F.rotate(x, angle=m, interpolation=NEAREST, fill=0),
+    "Rotate": lambda x, m: F.rotate(x, angle=m, interpolation=nearest(), fill=0),
     "Brightness": lambda x, m: F.adjust_brightness(x, 1.0 + m),
     "Color": lambda x, m: F.adjust_saturation(x, 1.0 + m),
     "Contrast": lambda x, m: F.adjust_contrast(x, 1.0 + m),

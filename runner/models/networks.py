@@ -5,7 +5,6 @@ from __future__ import annotations
 import math
 
 import torch
-import torchvision
 from torch import nn
 
 
@@ -144,6 +143,8 @@ def resnet32_cifar(in_shape: tuple[int, int, int], n_classes: int) -> ContinualM
 
 def resnet34(in_shape: tuple[int, int, int], n_classes: int) -> ContinualModel:
     """torchvision's ResNet-34 (ImageNet stem), randomly initialised, fc replaced by our head."""
+    import torchvision  # only this network needs it
+
     backbone = torchvision.models.resnet34(weights=None)
     if in_shape[0] != 3:
         backbone.conv1 = nn.Conv2d(in_shape[0], 64, 7, 2, 3, bias=False)

@@ -54,26 +54,31 @@ class ResultWriter:
             return
         self.opened = True
         self.results_dir.mkdir(parents=True, exist_ok=True)
-        if self.tensorboard:
+        if self._tables_pending:
+            self._write_tables()
+
+    def event_writer(self):
+        """TensorBoard's writer, created (and torch.utils.tensorboard imported, ~1 s) at the
+        first event, so training starts without waiting for it; None without TensorBoard."""
+        if self.events is None and self.tensorboard and self.opened:
             from torch.utils.tensorboard import SummaryWriter
 
             # purge_step: a resumed run hides the events an interrupted run logged past it.
             self.events = SummaryWriter(
                 log_dir=str(self.run_dir / "tb"), purge_step=self.purge_step
             )
-        if self._tables_pending:
-            self._write_tables()
+        return self.events
 
     def scalar(self, tag: str, value: float, step: int) -> None:
-        if self.events is not None:
+        if self.event_writer() is not None:
             self.events.add_scalar(tag, value, step)
 
     def histogram(self, tag: str, values: np.ndarray, step: int) -> None:
-        if self.events is not None and len(values):
+        if self.event_writer() is not None and len(values):
             self.events.add_histogram(tag, values, step)
 
     def text(self, tag: str, text: str) -> None:
-        if self.events is not None:
+        if self.event_writer() is not None:
             self.events.add_text(tag, text, 0)
 
     def hparams(self, settings: dict, metrics: dict[str, float]) -> None:
@@ -82,7 +87,7 @@ class ResultWriter:
         Written into the run's own event stream (torch's add_hparams would open a second run
         directory), with each metric also as a scalar `summary/<name>` the tab reads.
         """
-        if self.events is None:
+        if self.event_writer() is None:
             return
         from torch.utils.tensorboard.summary import hparams
 
