@@ -25,7 +25,6 @@ IGNORED = {
     "data_root",
     "download",
     "joint_acc",
-    "keep_checkpoint",
 }
 # Group choices already in the summary (by name) or implied by the resolved values.
 IMPLIED_GROUPS = {"mode", "mem_manage", "dataset", "stream", "exp", "experiment"}
