@@ -10,6 +10,7 @@ from pathlib import Path
 os.environ.setdefault("OMP_WAIT_POLICY", "PASSIVE")  # as the command line sets it before torch
 
 import pytest  # noqa: E402
+import torch  # noqa: E402
 
 from rainbow_runner.runner.config import CONFIG_DIR, compose_config  # noqa: E402,F401
 
@@ -41,3 +42,14 @@ def run_cli(args: list[str], timeout: float = 300) -> subprocess.CompletedProces
 @pytest.fixture
 def tiny() -> list[str]:
     return list(TINY)
+
+
+@pytest.fixture(autouse=True)
+def _torch_threads_restored():
+    """An in-process run with num_threads=N sets torch's thread count for the whole process;
+    later in-process reference runs must not inherit it (their floats would differ from a
+    CLI run's)."""
+    threads = torch.get_num_threads()
+    yield
+    if torch.get_num_threads() != threads:
+        torch.set_num_threads(threads)
