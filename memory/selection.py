@@ -192,6 +192,8 @@ def _herd_block(
     if not bool(valid.all()):
         padded *= valid[..., None]
     mean = padded.sum(1) / sizes[:, None]
+    if n_groups == 1 and device.type == "cpu":
+        return source[0, _herd_one(padded[0], mean[0], ~valid[0], int(quotas[0]))]
     running_sum = torch.zeros_like(mean)
     blocked = ~valid  # padding, then the samples already chosen
     steps = int(quotas.max())
@@ -199,13 +201,9 @@ def _herd_block(
     rows = torch.arange(n_groups, device=device)
     scores = torch.empty(n_groups, longest, 1, device=device)
     target = torch.empty_like(mean)
-    single = n_groups == 1
     for step in range(steps):
         torch.sub(mean * (step + 1), running_sum, out=target)
-        if single:  # one group: a plain matrix-vector product over its block
-            torch.mv(padded[0], target[0], out=scores[0, :, 0])
-        else:
-            torch.bmm(padded, target[:, :, None], out=scores)
+        torch.bmm(padded, target[:, :, None], out=scores)
         best = scores[:, :, 0].masked_fill_(blocked, float("-inf")).argmax(1)
         active = quotas > step
         picks[:, step] = torch.where(active, best, -1)
@@ -213,3 +211,22 @@ def _herd_block(
         running_sum += padded[rows, best] * active[:, None]
     keep = picks >= 0
     return source[rows[:, None].expand_as(picks)[keep], picks[keep]]
+
+
+def _herd_one(
+    features: torch.Tensor, mean: torch.Tensor, blocked: torch.Tensor, steps: int
+) -> torch.Tensor:
+    """One group on the CPU: the same steps as _herd_block with a handful of operations each
+    (a matrix-vector pass, the mask, the argmax), the chosen row read by a plain int."""
+    running_sum = torch.zeros_like(mean)
+    scores = torch.empty(len(features))
+    target = torch.empty_like(mean)
+    picks = []
+    for step in range(steps):
+        torch.sub(mean * (step + 1), running_sum, out=target)
+        torch.mv(features, target, out=scores)
+        best = int(scores.masked_fill_(blocked, float("-inf")).argmax())
+        picks.append(best)
+        blocked[best] = True
+        running_sum += features[best]
+    return torch.tensor(picks, dtype=torch.long)
