@@ -112,6 +112,7 @@ class Memory:
         before = self.indices.clone()  # managers may replace slots in place
         self.observe(indices, labels, n_exposed)
         self._realign_payloads(before, indices, payloads or {})
+        self.incoming_task_ids = self.incoming_task_ids[:0]
 
     def begin_task(self, task_id: int) -> None:
         """The task that samples added from now on, without task ids, belong to."""
