@@ -56,7 +56,7 @@ def group_keys(
     return keys.long().cpu()
 
 
-def quota(
+def group_quota(
     keys: torch.Tensor | None,
     n: int,
     capacity: int,

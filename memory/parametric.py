@@ -11,7 +11,7 @@ import torch
 
 from rainbow_runner.datasets.choices import ChoiceError
 from rainbow_runner.memory.base import MEMORIES, Memory, SelectionContext, extract_features
-from rainbow_runner.memory.grouping import group_keys, quota, resolve_grouping
+from rainbow_runner.memory.grouping import group_keys, group_quota, resolve_grouping
 from rainbow_runner.memory.strategies import GroupQuota, needs_features, resolve_strategy
 
 INTAKES = ("stream", "task")
@@ -91,7 +91,7 @@ class ParametricMemory(Memory):
     ) -> GroupQuota:
         keys = group_keys(self.groupby, indices, labels, task_ids)
         n_seen = n_exposed if self.groupby == "class" else 0
-        return quota(keys, len(indices), self.capacity, n_seen, self.fixed_share, self.fill)
+        return group_quota(keys, len(indices), self.capacity, n_seen, self.fixed_share, self.fill)
 
     def observe(self, indices: torch.Tensor, labels: torch.Tensor, n_exposed: int) -> None:
         if self.capacity == 0:
