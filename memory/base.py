@@ -48,6 +48,10 @@ class SelectionContext:
             self.model.train(was_training)
 
 
+# The payload that holds each stored sample's task id, for memories that keep them.
+TASK_PAYLOAD = "task_id"
+
+
 class Memory:
     """A fixed-capacity memory of training-set indices with their labels and payloads.
 
@@ -59,10 +63,17 @@ class Memory:
     insertion, task ids, features): one row per stored sample, kept aligned with `indices`
     through every replacement, whatever the manager does (a training-set index names a sample),
     and saved in checkpoints. Rows of samples added without a value are NaN (floats) or -1.
+
+    A memory with `keeps_task_ids` stores each sample's task id as the payload `task_id`: the
+    one given to add(), else the task the runner announced with begin_task().
     """
 
     name = "memory"
     streaming = False
+    keeps_task_ids = False
+    # True: the intake scores candidates with the model (GSS): the runner binds a context
+    # provider (bind_context) and trains, then observes, one incoming batch at a time.
+    intake_uses_model = False
 
     def __init__(self, capacity: int, seed: int) -> None:
         if capacity < 0:
@@ -72,6 +83,9 @@ class Memory:
         self.indices = torch.empty(0, dtype=torch.long)
         self.labels = torch.empty(0, dtype=torch.long)
         self.payloads: dict[str, torch.Tensor] = {}
+        self.task_id = 0  # the task of samples added without task ids
+        self.incoming_task_ids = torch.empty(0, dtype=torch.long)  # of the batch being added
+        self.context_provider: Callable[[], SelectionContext] | None = None
 
     def __len__(self) -> int:
         return len(self.indices)
@@ -82,14 +96,46 @@ class Memory:
         labels: torch.Tensor,
         n_exposed: int,
         payloads: dict[str, torch.Tensor] | None = None,
+        task_ids: torch.Tensor | int | None = None,
     ) -> None:
-        """Offer an incoming batch to the manager (payloads: one row per incoming sample)."""
+        """Offer an incoming batch to the manager (payloads: one row per incoming sample).
+
+        task_ids: the task of each incoming sample, or one for all (default: the current task,
+        see begin_task); kept by memories with `keeps_task_ids`.
+        """
+        if self.keeps_task_ids:
+            self.incoming_task_ids = self._task_column(len(indices), task_ids)
+            payloads = {**(payloads or {}), TASK_PAYLOAD: self.incoming_task_ids}
         if not payloads and not self.payloads:
             self.observe(indices, labels, n_exposed)
             return
         before = self.indices.clone()  # managers may replace slots in place
         self.observe(indices, labels, n_exposed)
         self._realign_payloads(before, indices, payloads or {})
+        self.incoming_task_ids = self.incoming_task_ids[:0]
+
+    def begin_task(self, task_id: int) -> None:
+        """The task that samples added from now on, without task ids, belong to."""
+        self.task_id = int(task_id)
+
+    def bind_context(self, provider: Callable[[], SelectionContext]) -> None:
+        """Where a memory whose intake uses the model (`intake_uses_model`) gets it from."""
+        self.context_provider = provider
+
+    def stored_task_ids(self) -> torch.Tensor:
+        """The task id of every stored sample (-1 where unknown)."""
+        stored = self.payloads.get(TASK_PAYLOAD)
+        if stored is None or len(stored) != len(self):
+            return torch.full((len(self),), -1, dtype=torch.long)
+        return stored.long().cpu()
+
+    def _task_column(self, n: int, task_ids: torch.Tensor | int | None) -> torch.Tensor:
+        if task_ids is None:
+            task_ids = self.task_id
+        if isinstance(task_ids, int):
+            return torch.full((n,), task_ids, dtype=torch.long)
+        column = torch.as_tensor(task_ids, dtype=torch.long).cpu().reshape(-1)
+        return column.expand(n).clone() if len(column) == 1 else column
 
     def observe(self, indices: torch.Tensor, labels: torch.Tensor, n_exposed: int) -> None:
         """The manager's intake of an incoming batch (streaming managers)."""
@@ -113,15 +159,31 @@ class Memory:
             return
         if self.streaming:
             if not streamed:
-                self.add(task_indices, task_labels, context.n_exposed)
+                self.add(task_indices, task_labels, context.n_exposed, task_ids=context.task_id)
             return
         before = self.indices
         candidates = torch.cat([self.indices, task_indices])
         candidate_labels = torch.cat([self.labels, task_labels])
+        incoming = {}
+        if self.keeps_task_ids:
+            self.incoming_task_ids = self._task_column(len(task_indices), context.task_id)
+            incoming[TASK_PAYLOAD] = self.incoming_task_ids
         keep = self.select(candidates, candidate_labels, context)
+        self.keep_positions(candidates, candidate_labels, keep, before, task_indices, incoming)
+
+    def keep_positions(
+        self,
+        candidates: torch.Tensor,
+        candidate_labels: torch.Tensor,
+        keep: torch.Tensor,
+        before: torch.Tensor,
+        incoming: torch.Tensor,
+        incoming_rows: dict[str, torch.Tensor],
+    ) -> None:
+        """Store candidates[keep] (memory ∪ incoming), payload rows following their samples."""
         self.indices, self.labels = candidates[keep], candidate_labels[keep]
-        if self.payloads:
-            self._realign_payloads(before, task_indices, {})
+        if self.payloads or incoming_rows:
+            self._realign_payloads(before, incoming, incoming_rows)
 
     def payload(self, name: str, indices: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
         """The stored rows of payload `name` for training-set indices, and which were stored.
@@ -170,6 +232,7 @@ class Memory:
         state["rng"] = np.frombuffer(
             repr(self.rng.bit_generator.state).encode(), dtype=np.uint8
         ).copy()
+        state["task"] = np.asarray(self.task_id, dtype=np.int64)
         state.update({f"extra_{k}": np.asarray(v) for k, v in self.extra_state().items()})
         return state
 
@@ -177,6 +240,7 @@ class Memory:
         self.indices = torch.from_numpy(np.asarray(state["indices"], dtype=np.int64))
         self.labels = torch.from_numpy(np.asarray(state["labels"], dtype=np.int64))
         self.rng.bit_generator.state = ast.literal_eval(bytes(state["rng"]).decode())
+        self.task_id = int(state["task"]) if "task" in state else 0
         self.payloads = {
             key[len("payload_") :]: torch.from_numpy(np.array(value))
             for key, value in state.items()
@@ -249,10 +313,45 @@ def _same_width(old: torch.Tensor, new: torch.Tensor) -> tuple[torch.Tensor, tor
 
 
 @torch.inference_mode()
-def extract_features(indices: torch.Tensor, context: SelectionContext) -> torch.Tensor:
-    """The model's features of training samples, in eval mode, batch by batch."""
+def extract_features(
+    indices: torch.Tensor, context: SelectionContext, layer: str = ""
+) -> torch.Tensor:
+    """The model's features of training samples, in eval mode, batch by batch on the device.
+
+    layer: a submodule's name (`backbone.3`, as in model.named_modules()) whose output,
+    flattened per sample, is the feature; "" = the penultimate features, model.features(x).
+    """
     model = context.model
-    chunks = context.map_batches(indices, lambda images: model.features(context.normalize(images)))
+    if not layer:
+        extract = model.features
+    else:
+        extract = _layer_output(model, layer)
+    chunks = context.map_batches(indices, lambda images: extract(context.normalize(images)))
     if not chunks:
         return torch.empty(0, getattr(model, "feature_dim", 0), device=context.device)
     return torch.cat(chunks)
+
+
+def _layer_output(model: torch.nn.Module, layer: str) -> Callable[[torch.Tensor], torch.Tensor]:
+    """A function that runs the model and returns one submodule's output, flattened."""
+    try:
+        module = model.get_submodule(layer)
+    except AttributeError:
+        names = ", ".join(name for name, _ in model.named_modules() if name)
+        raise ValueError(
+            f"mem_manage.layer={layer!r} is not a layer of the model; its layers are: {names}."
+        ) from None
+
+    def run(x: torch.Tensor) -> torch.Tensor:
+        captured: list[torch.Tensor] = []
+        # A copy: a later in-place layer (ReLU(inplace=True)) would overwrite the output.
+        hook = module.register_forward_hook(
+            lambda _m, _i, output: captured.append(output.detach().flatten(1).clone())
+        )
+        try:
+            model(x)
+        finally:
+            hook.remove()
+        return captured[0]
+
+    return run

@@ -2,20 +2,18 @@
 
 from __future__ import annotations
 
-import torch
-
-from rainbow_runner.memory.base import MEMORIES, Memory, SelectionContext, extract_features
-from rainbow_runner.memory.selection import herding_selection
+from rainbow_runner.memory.base import MEMORIES
+from rainbow_runner.memory.parametric import ParametricMemory
 
 
 @MEMORIES.register("prototype")
-class PrototypeMemory(Memory):
-    """Per task, herd capacity // n_exposed exemplars per class from memory ∪ task samples."""
+class PrototypeMemory(ParametricMemory):
+    """Per task, herd capacity // n_exposed exemplars per class from memory ∪ task samples.
 
-    def select(
-        self, indices: torch.Tensor, labels: torch.Tensor, context: SelectionContext
-    ) -> torch.Tensor:
-        n_per_class = self.capacity // max(context.n_exposed, 1)
-        features = extract_features(indices, context)
-        positions = herding_selection(features, labels.to(features.device), n_per_class)
-        return positions.cpu()
+    iCaRL's name for the herding preset: intake=task, groupby=class, select=herding, no fill.
+    """
+
+    def __init__(self, capacity: int, seed: int) -> None:
+        super().__init__(
+            capacity, seed, groupby="class", select="herding", intake="task", fill=False
+        )

@@ -2,31 +2,18 @@
 
 from __future__ import annotations
 
-import torch
-
-from rainbow_runner.memory.base import MEMORIES, Memory, SelectionContext
-from rainbow_runner.memory.selection import random_subset
+from rainbow_runner.memory.base import MEMORIES
+from rainbow_runner.memory.parametric import ParametricMemory
 
 
 @MEMORIES.register("random")
-class RandomMemory(Memory):
-    """Keeps a random subset of (memory + incoming batch); class-balanced on request."""
+class RandomMemory(ParametricMemory):
+    """Keeps a random subset of (memory + incoming batch); class-balanced on request.
 
-    streaming = True
+    The preset intake=stream, groupby=none (class when class_balanced), select=random, fill.
+    """
 
     def __init__(self, capacity: int, seed: int, class_balanced: bool = False) -> None:
-        super().__init__(capacity, seed)
+        groupby = "class" if class_balanced else "none"
+        super().__init__(capacity, seed, groupby=groupby, select="random", intake="stream")
         self.class_balanced = class_balanced
-
-    def observe(self, indices: torch.Tensor, labels: torch.Tensor, n_exposed: int) -> None:
-        if self.capacity == 0:
-            return
-        pool = torch.cat([self.indices, indices])
-        pool_labels = torch.cat([self.labels, labels])
-        keep = random_subset(pool_labels, self.capacity, self.rng, self.class_balanced)
-        self.indices, self.labels = pool[keep], pool_labels[keep]
-
-    def select(
-        self, indices: torch.Tensor, labels: torch.Tensor, context: SelectionContext
-    ) -> torch.Tensor:
-        return random_subset(labels, self.capacity, self.rng, self.class_balanced)

@@ -84,20 +84,40 @@ def rainbow_select(
     random from the candidates not yet taken. Equal uncertainties give a random per-class subset.
     """
     labels = np.asarray(labels, dtype=np.int64)
-    n = len(labels)
+    if len(labels) <= capacity:
+        return np.arange(len(labels))
+    classes, groups = np.unique(labels, return_inverse=True)
+    share = capacity // max(n_classes, 1)
+    counts = np.minimum(np.bincount(groups, minlength=len(classes)), share)
+    return rainbow_ranks(groups, np.asarray(uncertainty), counts, capacity, rng)
+
+
+def rainbow_ranks(
+    groups: np.ndarray,
+    scores: np.ndarray,
+    counts: np.ndarray,
+    capacity: int,
+    rng: np.random.Generator,
+) -> np.ndarray:
+    """Rainbow's spread with a quota per group: `counts[g]` evenly spaced ranks of group g's
+    score order (ties at random), then the spare capacity filled at random; sorted positions.
+
+    Group g of size s takes every (s // counts[g])-th sample from the lowest score on.
+    """
+    groups = np.asarray(groups, dtype=np.int64)
+    n = len(groups)
     if n <= capacity:
         return np.arange(n)
-    quota = capacity // max(n_classes, 1)
+    counts = np.asarray(counts, dtype=np.int64)
     tie_break = rng.permutation(n)
-    order = np.lexsort((tie_break, np.asarray(uncertainty), labels))
-    sorted_labels = labels[order]
-    counts = np.bincount(labels, minlength=n_classes)
-    first_of_class = np.searchsorted(sorted_labels, sorted_labels, side="left")
-    rank = np.arange(n) - first_of_class
-    class_count = counts[sorted_labels]
-    step = np.maximum(class_count // max(quota, 1), 1)
-    keep_sorted = (rank % step == 0) & (rank // step < quota)
-    keep_sorted &= quota > 0
+    order = np.lexsort((tie_break, np.asarray(scores), groups))
+    sorted_groups = groups[order]
+    sizes = np.bincount(groups, minlength=len(counts))
+    first_of_group = np.searchsorted(sorted_groups, sorted_groups, side="left")
+    rank = np.arange(n) - first_of_group
+    quota = counts[sorted_groups]
+    step = np.maximum(sizes[sorted_groups] // np.maximum(quota, 1), 1)
+    keep_sorted = (rank % step == 0) & (rank // step < quota) & (quota > 0)
     chosen = order[keep_sorted]
     missing = capacity - len(chosen)
     if missing > 0:
@@ -106,8 +126,9 @@ def rainbow_select(
     return np.sort(chosen)
 
 
-# Herding works on (classes, samples, features) blocks; this bounds one block's element count.
-_BLOCK_ELEMENTS = 1 << 26
+# Herding works on (groups, samples, features) blocks of at most this many elements: about the
+# size of a core's L2 cache, so a large class is herded alone and its pass stays close to it.
+_BLOCK_ELEMENTS = 1 << 19
 
 
 def herding_selection(
@@ -116,23 +137,41 @@ def herding_selection(
     """Positions of up to n_per_class samples per class, in iCaRL's herding order.
 
     Each step takes the sample that brings the mean of the chosen (normalised) features closest
-    to the class mean; a class with fewer samples keeps all of them. All classes advance
-    together, one vectorised step at a time. Positions come back class by class, each class in
-    the order herding chose them, on the features' device.
+    to the class mean; a class with fewer samples keeps all of them. Positions come back class
+    by class, each class in the order herding chose them, on the features' device.
     """
     if n_per_class <= 0 or len(labels) == 0:
         return torch.empty(0, dtype=torch.long, device=features.device)
-    features = F.normalize(features.float(), dim=1)
     labels = labels.to(features.device)
-    order = torch.argsort(labels, stable=True)
-    classes, counts = torch.unique_consecutive(labels[order], return_counts=True)
-    starts = torch.cumsum(counts, 0) - counts
-    longest = int(counts.max())
+    _, groups = torch.unique(labels, return_inverse=True)
+    counts = torch.bincount(groups).clamp(max=n_per_class)
+    return herd(features, groups, counts)
+
+
+def herd(features: torch.Tensor, groups: torch.Tensor, counts: torch.Tensor) -> torch.Tensor:
+    """Herding with a quota per group: counts[g] positions of group g (groups 0..G-1), group
+    by group, each in herding order; on the features' device.
+
+    Step k of a group takes argmax_x x . (k * mean - sum of the chosen), the sample that
+    brings the chosen mean closest to the group mean (||x|| = 1). Groups advance together in
+    blocks of about `_BLOCK_ELEMENTS`, one matrix-vector pass over a block per step.
+    """
+    if len(groups) == 0 or int(counts.sum()) == 0:
+        return torch.empty(0, dtype=torch.long, device=features.device)
+    features = F.normalize(features.float().reshape(len(features), -1), dim=1)
+    groups, counts = groups.to(features.device), counts.to(features.device)
+    order = torch.argsort(groups, stable=True)
+    sizes = torch.bincount(groups, minlength=len(counts))
+    starts = torch.cumsum(sizes, 0) - sizes
+    busy = torch.nonzero(counts > 0).flatten()
+    longest = int(sizes[busy].max())
     per_block = max(1, _BLOCK_ELEMENTS // (longest * features.shape[1]))
     chosen = []
-    for first in range(0, len(classes), per_block):
-        block = slice(first, first + per_block)
-        chosen.append(_herd_block(features, order, starts[block], counts[block], n_per_class))
+    for first in range(0, len(busy), per_block):
+        block = busy[first : first + per_block]
+        chosen.append(
+            _herd_block(features, order, starts[block], sizes[block], counts[block].clamp(min=0))
+        )
     return torch.cat(chosen)
 
 
@@ -140,30 +179,54 @@ def _herd_block(
     features: torch.Tensor,
     order: torch.Tensor,
     starts: torch.Tensor,
-    counts: torch.Tensor,
-    n_per_class: int,
+    sizes: torch.Tensor,
+    quotas: torch.Tensor,
 ) -> torch.Tensor:
-    """Herding for a block of classes laid out as a zero-padded (classes, samples, dim) tensor."""
-    n_classes, longest = len(counts), int(counts.max())
-    slot = torch.arange(longest, device=features.device)
-    valid = slot[None, :] < counts[:, None]
+    """Herding for a block of groups laid out as a zero-padded (groups, samples, dim) tensor."""
+    n_groups, longest = len(sizes), int(sizes.max())
+    device = features.device
+    slot = torch.arange(longest, device=device)
+    valid = slot[None, :] < sizes[:, None]
     source = order[(starts[:, None] + slot[None, :]).clamp(max=len(order) - 1)]
-    padded = features[source] * valid[..., None]
-    class_mean = padded.sum(1) / counts[:, None]
-    running_sum = torch.zeros_like(class_mean)
-    taken = ~valid
-    steps = min(n_per_class, longest)
-    picks = torch.full((n_classes, steps), -1, dtype=torch.long, device=features.device)
-    rows = torch.arange(n_classes, device=features.device)
+    padded = features[source]
+    if not bool(valid.all()):
+        padded *= valid[..., None]
+    mean = padded.sum(1) / sizes[:, None]
+    if n_groups == 1 and device.type == "cpu":
+        return source[0, _herd_one(padded[0], mean[0], ~valid[0], int(quotas[0]))]
+    running_sum = torch.zeros_like(mean)
+    blocked = ~valid  # padding, then the samples already chosen
+    steps = int(quotas.max())
+    picks = torch.full((n_groups, steps), -1, dtype=torch.long, device=device)
+    rows = torch.arange(n_groups, device=device)
+    scores = torch.empty(n_groups, longest, 1, device=device)
+    target = torch.empty_like(mean)
     for step in range(steps):
-        # argmin_x ||k*mu - sum - x||^2 = argmin_x ||x||^2 - 2 x.(k*mu - sum); ||x|| = 1 here.
-        target = class_mean * (step + 1) - running_sum
-        distance = -2.0 * torch.bmm(padded, target[:, :, None]).squeeze(2)
-        distance = distance.masked_fill(taken, float("inf"))
-        best = distance.argmin(1)
-        active = counts > step
+        torch.sub(mean * (step + 1), running_sum, out=target)
+        torch.bmm(padded, target[:, :, None], out=scores)
+        best = scores[:, :, 0].masked_fill_(blocked, float("-inf")).argmax(1)
+        active = quotas > step
         picks[:, step] = torch.where(active, best, -1)
-        taken[rows[active], best[active]] = True
+        blocked[rows, best] |= active
         running_sum += padded[rows, best] * active[:, None]
     keep = picks >= 0
     return source[rows[:, None].expand_as(picks)[keep], picks[keep]]
+
+
+def _herd_one(
+    features: torch.Tensor, mean: torch.Tensor, blocked: torch.Tensor, steps: int
+) -> torch.Tensor:
+    """One group on the CPU: the same steps as _herd_block with a handful of operations each
+    (a matrix-vector pass, the mask, the argmax), the chosen row read by a plain int."""
+    running_sum = torch.zeros_like(mean)
+    scores = torch.empty(len(features))
+    target = torch.empty_like(mean)
+    picks = []
+    for step in range(steps):
+        torch.sub(mean * (step + 1), running_sum, out=target)
+        torch.mv(features, target, out=scores)
+        best = int(scores.masked_fill_(blocked, float("-inf")).argmax())
+        picks.append(best)
+        blocked[best] = True
+        running_sum += features[best]
+    return torch.tensor(picks, dtype=torch.long)

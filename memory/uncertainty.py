@@ -7,13 +7,13 @@ import time
 from collections.abc import Callable
 from functools import partial
 
-import numpy as np
 import torch
 
 from rainbow_runner.datasets.augment import policies as transforms
 from rainbow_runner.datasets.choices import ChoiceError
-from rainbow_runner.memory.base import MEMORIES, Memory, SelectionContext
-from rainbow_runner.memory.selection import rainbow_select, uncertainty_from_predictions
+from rainbow_runner.memory.base import MEMORIES, SelectionContext
+from rainbow_runner.memory.parametric import ParametricMemory
+from rainbow_runner.memory.selection import uncertainty_from_predictions
 
 log = logging.getLogger(__name__)
 
@@ -84,10 +84,12 @@ def perturbed_predictions(
 
 
 @MEMORIES.register("uncertainty")
-class UncertaintyMemory(Memory):
+class UncertaintyMemory(ParametricMemory):
     """Per class, samples spread evenly over the uncertainty ranking (the "rainbow").
 
-    The first task (no model trained on earlier data) picks an equal-class random subset.
+    The preset intake=task, groupby=class, select=rainbow (no fill: capacity // n_exposed per
+    class, spare slots at random) on the candidates' perturbation disagreement. The first task
+    (no model trained on earlier data) picks an equal-class random subset.
     """
 
     def __init__(
@@ -97,7 +99,9 @@ class UncertaintyMemory(Memory):
         metric: str = "vr",
         k: int = 12,
     ) -> None:
-        super().__init__(capacity, seed)
+        super().__init__(
+            capacity, seed, groupby="class", select="rainbow", intake="task", fill=False
+        )
         if metric not in UNCERTAINTY_METRICS:
             raise ChoiceError(
                 f"unknown mem_manage.metric '{metric}'; valid choices are: "
@@ -119,28 +123,26 @@ class UncertaintyMemory(Memory):
     ) -> torch.Tensor:
         self.scoring_seconds = 0.0
         self.last_uncertainty = torch.empty(0)
-        if len(indices) <= self.capacity:
-            return torch.arange(len(indices))
-        uncertainty = np.zeros(len(indices))
-        if context.task_id > 0:
-            started = time.perf_counter()
-            side = context.fetch_images(indices[:1]).shape[-1]
-            views = perturbations(self.metric, self.k, side)
-            predictions = perturbed_predictions(indices, context, views)
-            n_classes = int(predictions.max()) + 1
-            scores = uncertainty_from_predictions(predictions, n_classes)
-            self.scoring_seconds = time.perf_counter() - started
-            self.last_uncertainty = scores
-            uncertainty = scores.numpy()
-            log.info(
-                "uncertainty (%s, K=%d) of %d candidates: %.2fs, mean %.3f",
-                self.metric,
-                self.k,
-                len(indices),
-                self.scoring_seconds,
-                float(scores.mean()),
-            )
-        keep = rainbow_select(
-            labels.numpy(), uncertainty, self.capacity, context.n_exposed, self.rng
+        return super().select(indices, labels, context)
+
+    def selection_features(self, indices: torch.Tensor, context: SelectionContext) -> torch.Tensor:
+        """Each candidate's uncertainty (zeros on the first task, or when everything fits)."""
+        if len(indices) <= self.capacity or context.task_id == 0:
+            return torch.zeros(len(indices))
+        started = time.perf_counter()
+        side = context.fetch_images(indices[:1]).shape[-1]
+        views = perturbations(self.metric, self.k, side)
+        predictions = perturbed_predictions(indices, context, views)
+        n_classes = int(predictions.max()) + 1
+        scores = uncertainty_from_predictions(predictions, n_classes)
+        self.scoring_seconds = time.perf_counter() - started
+        self.last_uncertainty = scores
+        log.info(
+            "uncertainty (%s, K=%d) of %d candidates: %.2fs, mean %.3f",
+            self.metric,
+            self.k,
+            len(indices),
+            self.scoring_seconds,
+            float(scores.mean()),
         )
-        return torch.from_numpy(keep)
+        return scores

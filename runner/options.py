@@ -13,11 +13,12 @@ from typing import Any
 from omegaconf import DictConfig, OmegaConf
 
 from rainbow_runner.datasets.choices import Registry
-from rainbow_runner.memory import MEMORIES
+from rainbow_runner.memory import MEMORIES, Memory
 from rainbow_runner.methods import METHODS
 
-# Arguments the runner passes itself, never from the config.
-_SUPPLIED = {"self", "context", "capacity", "seed"}
+# Arguments the runner passes itself, never from the config (a memory's n_classes and n_tasks:
+# the run's totals, for fixed quotas, passed to the memories that take them).
+_SUPPLIED = {"self", "context", "capacity", "seed", "n_classes", "n_tasks"}
 # Top-level keys that moved under mem_manage (old name -> new key); still read, with a warning.
 DEPRECATED_MEMORY_KEYS = {"uncert_metric": "metric", "uncert_k": "k"}
 
@@ -39,6 +40,15 @@ def method_options(cfg: DictConfig) -> dict[str, Any]:
 def memory_options(cfg: DictConfig) -> dict[str, Any]:
     """conf/mem_manage/<name>.yaml's keys: the memory's constructor arguments."""
     return _options(cfg.mem_manage)
+
+
+def build_memory(cfg: DictConfig, capacity: int, n_classes: int, n_tasks: int) -> Memory:
+    """The configured memory: conf/mem_manage/<name>.yaml's keys plus what the runner supplies."""
+    memory_class = MEMORIES.get(cfg.mem_manage.name)
+    parameters = inspect.signature(memory_class.__init__).parameters
+    supplied = {"n_classes": n_classes, "n_tasks": n_tasks}
+    supplied = {key: value for key, value in supplied.items() if key in parameters}
+    return memory_class(capacity=capacity, seed=int(cfg.seed), **supplied, **memory_options(cfg))
 
 
 def accepted_options(cls: type) -> dict[str, inspect.Parameter]:

@@ -18,13 +18,12 @@ from omegaconf import DictConfig, OmegaConf
 
 from rainbow_runner.datasets.base import ImageData
 from rainbow_runner.datasets.splits import TaskSplit
-from rainbow_runner.memory import MEMORIES
 from rainbow_runner.methods import METHODS
 from rainbow_runner.methods.base import MethodContext
 from rainbow_runner.runner.assembly import DeviceImages, run_settings, speed_and_augmenter
 from rainbow_runner.runner.checkpoint import Checkpointer
 from rainbow_runner.runner.evaluation import Evaluation, evaluate_test_set, record_task
-from rainbow_runner.runner.options import memory_options, method_options
+from rainbow_runner.runner.options import build_memory, method_options
 from rainbow_runner.runner.reporting.results import ResultWriter
 from rainbow_runner.runner.run_state import (
     MEMORY_PHASE,
@@ -71,9 +70,7 @@ class Trainer:
         self.model = instantiate(cfg.model, in_shape=data.image_shape, n_classes=self.n_exposed)
         self.model.to(device)
         capacity = int(cfg.mem_size) if method_class.uses_memory else 0
-        self.memory = MEMORIES.get(cfg.mem_manage.name)(
-            capacity=capacity, seed=int(cfg.seed), **memory_options(cfg)
-        )
+        self.memory = build_memory(cfg, capacity, split.n_classes, self.split.n_tasks)
         self.precision, self.augmenter = speed_and_augmenter(cfg, data, self.model, device)
         self.schedule = TaskSchedule(
             instantiate(cfg.optimizer), instantiate(cfg.scheduler), int(cfg.warmup_epochs)
@@ -94,6 +91,8 @@ class Trainer:
             n_exposed=self.n_exposed,
         )
         self.method = method_class(self.context, **method_options(cfg))
+        if self.memory.intake_uses_model:  # GSS: gradients of the current model at intake
+            self.memory.bind_context(self.context.selection)
         self.steps = StepRunner(
             self.method,
             self.model,
@@ -188,7 +187,8 @@ class Trainer:
         self.steps.expect(max(0, math.ceil((len(task_indices) - first) / batchsize)) * repeats)
         warm = self.schedule.begin_epoch() if resume_at is None else resume_at.warm
         starts = range(first, len(task_indices), batchsize)
-        stepwise = self.method.stepwise_draws
+        # A memory whose intake uses the model (GSS) must see it after each batch's steps.
+        stepwise = self.method.stepwise_draws or self.memory.intake_uses_model
         per_chunk = 1 if stepwise else max(1, self.steps_ahead // repeats)
         for done in range(0, len(starts), per_chunk):  # checkpoints only between chunks
             chunk = [task_indices[start : start + batchsize] for start in starts[done:][:per_chunk]]
@@ -201,7 +201,8 @@ class Trainer:
                     else:
                         planned.append(step)
                 self.method.observe_stream(incoming)  # stepwise: after its steps (DER's logits)
-            self.steps.run(planned, together=self.steps_ahead > 1)
+            if planned:  # stepwise draws ran theirs already
+                self.steps.run(planned, together=self.steps_ahead > 1)
             reached = first + (done + len(chunk)) * batchsize
             checkpoint_inside(self, STREAM_PHASE, 0, reached, None, warm)
         self.schedule.end_epoch(warm)
@@ -230,6 +231,7 @@ class Trainer:
         """Everything that happens between two evaluations (from self.resume when resuming)."""
         self.task_id = self.context.task_id = task_id
         self.n_exposed = self.context.n_exposed = self.split.exposed[task_id]
+        self.memory.begin_task(task_id)  # the task of the samples it takes in from now on
         if self.resume.position is None:  # a run resumed inside the task has restored all this
             self.begin_task()
         if self.online:

@@ -8,7 +8,7 @@ import math
 import pytest
 import torch
 
-from bench import end_to_end, op_count, throughput
+from bench import end_to_end, memory_selection, op_count, throughput
 
 
 def test_throughput_bench_runs_every_kind_of_row(tmp_path, capsys):
@@ -86,3 +86,15 @@ def test_end_to_end_bench_measures_runs_and_skips_unknown_modes(tmp_path, capsys
         assert 0 <= row["A_last"] <= 100
     with open(out) as handle:
         assert len(list(csv.DictReader(handle))) == 3
+
+
+def test_memory_selection_bench_times_every_strategy_and_checks_herding(tmp_path, monkeypatch):
+    monkeypatch.setattr(memory_selection, "CONTINUUM_PYTHON", tmp_path / "absent")  # ours alone
+    out = tmp_path / "selection.csv"
+    args = ["--per-class=60", "--dim=8", "--keep=5", "--repeats=1", f"--csv={out}"]
+    rows = memory_selection.main(args)
+    functions = {row["function"] for row in rows}
+    assert {"herding", "closest_to_center", "cluster (k-means)", "random"} <= functions
+    herding = next(row for row in rows if row["function"] == "herding")
+    assert herding["note"] == "same choice as before"
+    assert len(list(csv.DictReader(out.open()))) == len(rows)

@@ -1,0 +1,151 @@
+"""The presets rebuilt on the composed memory choose exactly what the old managers chose, and
+each preset equals its composed spelling (mem_manage=parametric ...)."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+import torch
+
+from rainbow_runner.memory import MEMORIES, SelectionContext
+from rainbow_runner.memory.selection import (
+    herding_selection,
+    rainbow_select,
+    uncertainty_from_predictions,
+)
+from rainbow_runner.memory.uncertainty import perturbations, perturbed_predictions
+from tests.memory.legacy import LegacyRandom, legacy_herding_selection
+
+
+def stream(n: int, n_classes: int, seed: int) -> tuple[torch.Tensor, torch.Tensor]:
+    generator = torch.Generator().manual_seed(seed)
+    return torch.arange(n) + 1000, torch.randint(0, n_classes, (n,), generator=generator)
+
+
+@pytest.mark.parametrize("class_balanced", [False, True])
+@pytest.mark.parametrize("seed", [0, 1])
+def test_random_chooses_what_the_old_random_memory_chose(class_balanced, seed):
+    old = LegacyRandom(40, seed, class_balanced)
+    new = MEMORIES.get("random")(capacity=40, seed=seed, class_balanced=class_balanced)
+    indices, labels = stream(600, 5, seed)
+    labels[:200] = 3  # a stretch where memory ∪ batch holds one class only
+    for start in range(0, 600, 16):
+        batch = indices[start : start + 16], labels[start : start + 16]
+        old.observe(*batch)
+        new.add(*batch, 5)
+        assert torch.equal(old.indices, new.indices)
+    assert old.rng.random() == new.rng.random()  # the same draws, no more, no fewer
+
+
+@pytest.mark.parametrize(
+    ("n", "dim", "n_classes", "n_per_class"), [(300, 8, 4, 7), (2000, 64, 3, 90)]
+)
+@pytest.mark.parametrize("seed", [0, 1, 2])
+def test_herding_chooses_what_the_old_herding_chose(n, dim, n_classes, n_per_class, seed):
+    torch.manual_seed(seed)
+    labels = torch.randint(0, n_classes, (n,))
+    features = torch.randn(n, dim) + labels[:, None].float()
+    old = legacy_herding_selection(features, labels, n_per_class)
+    assert torch.equal(herding_selection(features, labels, n_per_class), old)
+
+
+def toy_context(task_id: int, n_exposed: int) -> SelectionContext:
+    torch.manual_seed(7)
+    model = torch.nn.Sequential(torch.nn.Flatten(), torch.nn.Linear(16, 6))
+    model.features = lambda x: model[0](x) * 3  # herding reads the model's features
+    images = torch.randint(0, 255, (400, 1, 4, 4), dtype=torch.uint8)
+    return SelectionContext(
+        model=model,
+        fetch_images=lambda indices: images[indices],
+        normalize=lambda x: x.float() / 255,
+        n_exposed=n_exposed,
+        task_id=task_id,
+        device=torch.device("cpu"),
+    )
+
+
+def test_prototype_keeps_the_old_herding_order_in_memory():
+    memory = MEMORIES.get("prototype")(capacity=30, seed=0)
+    labels_all = torch.arange(400) % 5
+    expected = torch.empty(0, dtype=torch.long)
+    for task in range(3):
+        task_indices = torch.arange(task * 120, (task + 1) * 120)
+        context = toy_context(task, n_exposed=2 + task)
+        task_labels = labels_all[task_indices] % (2 + task)
+        candidates = torch.cat([expected, task_indices])
+        candidate_labels = torch.cat([memory.labels, task_labels])
+        features = context.model.features(context.normalize(context.fetch_images(candidates)))
+        old = legacy_herding_selection(features, candidate_labels, 30 // (2 + task))
+        expected = candidates[old]
+        memory.end_task(task_indices, task_labels, context, streamed=False)
+        assert torch.equal(memory.indices, expected)
+
+
+def test_uncertainty_chooses_what_the_old_uncertainty_memory_chose():
+    memory = MEMORIES.get("uncertainty")(capacity=24, seed=3, metric="vr", k=4)
+    old_rng = np.random.default_rng(3)
+    old_indices = torch.empty(0, dtype=torch.long)
+    old_labels = torch.empty(0, dtype=torch.long)
+    for task in range(3):
+        task_indices = torch.arange(task * 100, (task + 1) * 100)
+        task_labels = task_indices % 4
+        context = toy_context(task, n_exposed=4)
+        candidates = torch.cat([old_indices, task_indices])
+        labels = torch.cat([old_labels, task_labels])
+        uncertainty = np.zeros(len(candidates))
+        torch.manual_seed(11 + task)
+        if task > 0:  # the old select(): score, then rainbow_select
+            views = perturbations("vr", 4, 4)
+            predictions = perturbed_predictions(candidates, context, views)
+            scores = uncertainty_from_predictions(predictions, int(predictions.max()) + 1)
+            uncertainty = scores.numpy()
+        keep = torch.from_numpy(rainbow_select(labels.numpy(), uncertainty, 24, 4, old_rng))
+        old_indices, old_labels = candidates[keep], labels[keep]
+        torch.manual_seed(11 + task)
+        memory.end_task(task_indices, task_labels, context, streamed=False)
+        assert torch.equal(memory.indices, old_indices)
+
+
+COMPOSED = {
+    "random": ("random", {}, {"groupby": "none", "select": "random", "intake": "stream"}),
+    "class_balanced": (
+        "class_balanced",
+        {},
+        {"groupby": "class", "select": "random", "intake": "stream"},
+    ),
+    "experience_balanced": (
+        "experience_balanced",
+        {},
+        {"groupby": "experience", "select": "random", "intake": "stream"},
+    ),
+    "ring": ("ring", {}, {"groupby": "experience", "select": "fifo", "intake": "stream"}),
+}
+
+
+@pytest.mark.parametrize("name", sorted(COMPOSED))
+def test_a_streaming_preset_equals_its_composed_form(name):
+    preset_name, preset_args, composed_args = COMPOSED[name]
+    preset = MEMORIES.get(preset_name)(capacity=30, seed=4, **preset_args)
+    composed = MEMORIES.get("parametric")(capacity=30, seed=4, **composed_args)
+    indices, labels = stream(400, 4, 5)
+    for start in range(0, 400, 20):
+        task = start // 100
+        for memory in (preset, composed):
+            memory.add(indices[start : start + 20], labels[start : start + 20], 4, task_ids=task)
+        assert torch.equal(preset.indices, composed.indices)
+
+
+@pytest.mark.parametrize(
+    ("preset", "select"),
+    [("prototype", "herding"), ("herding", "herding"), ("closest_to_center", "closest_to_center")],
+)
+def test_a_feature_preset_equals_its_composed_form(preset, select):
+    one = MEMORIES.get(preset)(capacity=20, seed=2)
+    two = MEMORIES.get("parametric")(
+        capacity=20, seed=2, groupby="class", select=select, intake="task", fill=False
+    )
+    for task in range(3):
+        task_indices = torch.arange(task * 100, (task + 1) * 100)
+        for memory in (one, two):
+            memory.end_task(task_indices, task_indices % 5, toy_context(task, 5), streamed=False)
+        assert torch.equal(one.indices, two.indices)
