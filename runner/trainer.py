@@ -291,7 +291,8 @@ class Trainer:
                     else:
                         planned.append(step)
                 self.method.observe_stream(incoming)  # stepwise: after its steps (DER's logits)
-            self.steps.run(planned, together=self.steps_ahead > 1)
+            if planned:  # stepwise: every step has run already
+                self.steps.run(planned, together=self.steps_ahead > 1)
             reached = first + (done + len(chunk)) * batchsize
             self._checkpoint_inside(STREAM_PHASE, 0, reached, None, warm)
         self._end_epoch(warm)
