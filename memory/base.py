@@ -131,8 +131,7 @@ class Memory:
         """
         stored = self.payloads[name]
         slots, found = _positions(self.indices, indices)
-        rows = stored.index_select(0, slots.clamp(min=0).to(stored.device))
-        return _blank_missing(rows, found.to(stored.device)), found
+        return _blank_missing(_rows_at(stored, slots), found.to(stored.device)), found
 
     def update_report(self) -> dict[str, object]:
         """What the last update measured, for the run's logs (uncertainty scoring time, ...)."""
@@ -153,8 +152,7 @@ class Memory:
             old = _blank_like(template, len(before)) if old is None else old
             new = _blank_like(template, len(incoming)) if new is None else new.detach()
             old, new = _same_width(old, new.to(old.device))
-            from_old = old.index_select(0, old_slots.clamp(min=0).to(old.device))
-            from_new = new.index_select(0, new_slots.clamp(min=0).to(old.device))
+            from_old, from_new = _rows_at(old, old_slots), _rows_at(new, new_slots)
             taken_in = (was_incoming & ~was_stored).to(old.device)
             rows = torch.where(_expand(taken_in, from_old), from_new, from_old)
             self.payloads[name] = _blank_missing(rows, (was_stored | was_incoming).to(old.device))
@@ -217,6 +215,13 @@ def _positions(haystack: torch.Tensor, needles: torch.Tensor) -> tuple[torch.Ten
     spot = torch.searchsorted(ordered, needles).clamp(max=len(haystack) - 1)
     found = ordered[spot] == needles
     return torch.where(found, order[spot], -1), found
+
+
+def _rows_at(rows: torch.Tensor, slots: torch.Tensor) -> torch.Tensor:
+    """rows at slots, any row where the slot is -1 (none: blanks when rows is empty)."""
+    if len(rows) == 0:
+        return _blank_like(rows, len(slots))
+    return rows.index_select(0, slots.clamp(min=0).to(rows.device))
 
 
 def _blank_value(rows: torch.Tensor) -> float:
