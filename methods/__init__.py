@@ -1,6 +1,7 @@
 """CL methods, registered by the names users type as mode=..."""
 
 from rainbow_runner.methods import (  # noqa: F401  (registration)
+    agem,
     bic,
     er,
     ewc,

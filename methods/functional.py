@@ -167,6 +167,17 @@ def assign_flat_gradient(parameters: Iterable[nn.Parameter], gradient: torch.Ten
         offset += size
 
 
+def loss_gradient(loss: torch.Tensor, parameters: list[nn.Parameter]) -> torch.Tensor:
+    """d loss / d parameters in flat_gradient's order (zeros where unused); .grad is untouched."""
+    gradients = torch.autograd.grad(loss, parameters, allow_unused=True)
+    return torch.cat(
+        [
+            (gradient if gradient is not None else torch.zeros_like(param)).reshape(-1)
+            for gradient, param in zip(gradients, parameters, strict=True)
+        ]
+    )
+
+
 def project_on_reference(gradient: torch.Tensor, reference: torch.Tensor) -> torch.Tensor:
     """A-GEM's projection: g unchanged when g·g_ref >= 0, else g − (g·g_ref / g_ref·g_ref) g_ref.
 
