@@ -3,6 +3,7 @@
 from rainbow_runner.methods import (  # noqa: F401  (registration)
     agem,
     bic,
+    der,
     er,
     ewc,
     finetune,
