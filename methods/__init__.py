@@ -1,7 +1,9 @@
 """CL methods, registered by the names users type as mode=..."""
 
 from rainbow_runner.methods import (  # noqa: F401  (registration)
+    agem,
     bic,
+    der,
     er,
     ewc,
     finetune,

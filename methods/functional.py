@@ -23,6 +23,35 @@ def mixed_cross_entropy(logits: torch.Tensor, batch: MixedBatch) -> torch.Tensor
     return torch.lerp(partner, own, batch.lam)
 
 
+def rows_cross_entropy(logits: torch.Tensor, batch: MixedBatch, rows: slice) -> torch.Tensor:
+    """mixed_cross_entropy over a contiguous block of a batch's rows (one role of the rows)."""
+    y_mix = None if batch.y_mix is None else batch.y_mix[rows]
+    part = MixedBatch(batch.x[rows], batch.y[rows], y_mix, batch.lam)
+    return mixed_cross_entropy(logits[rows], part)
+
+
+def stored_logit_distance(
+    logits: torch.Tensor, stored: torch.Tensor, floor_later: bool = True
+) -> torch.Tensor:
+    """DER's term: mean squared distance between logits and the logits stored at insertion.
+
+    stored is NaN where nothing was stored and may be narrower than logits: the head has grown
+    since. The columns of classes exposed after a sample was stored count, with floor_later, at
+    its lowest stored logit (a head that covered every class from the start, as Mammoth's,
+    stores those columns low: CE pushes them down); else only stored entries count. Rows with
+    nothing stored never count.
+    """
+    width = logits.shape[1]
+    target = stored[:, :width].to(device=logits.device, dtype=torch.float32)
+    target = F.pad(target, (0, width - target.shape[1]), value=float("nan"))
+    if floor_later:
+        floor = target.nan_to_num(float("inf")).amin(1, keepdim=True)
+        target = torch.where(target.isnan(), floor, target)
+    known = target.isfinite()
+    squared = (logits.float() - target.nan_to_num(0.0, posinf=0.0)).pow(2)
+    return squared.masked_fill(~known, 0.0).sum() / known.sum().clamp(min=1)
+
+
 # --- distillation ---
 
 
@@ -207,6 +236,17 @@ def assign_flat_gradient(parameters: Iterable[nn.Parameter], gradient: torch.Ten
         else:
             param.grad.copy_(value)
         offset += size
+
+
+def loss_gradient(loss: torch.Tensor, parameters: list[nn.Parameter]) -> torch.Tensor:
+    """d loss / d parameters in flat_gradient's order (zeros where unused); .grad is untouched."""
+    gradients = torch.autograd.grad(loss, parameters, allow_unused=True)
+    return torch.cat(
+        [
+            (gradient if gradient is not None else torch.zeros_like(param)).reshape(-1)
+            for gradient, param in zip(gradients, parameters, strict=True)
+        ]
+    )
 
 
 def project_on_reference(gradient: torch.Tensor, reference: torch.Tensor) -> torch.Tensor:

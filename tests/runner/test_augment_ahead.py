@@ -104,6 +104,32 @@ def test_a_chunk_drawn_ahead_replays_exactly_what_step_by_step_draws(tmp_path, o
     assert torch.equal(memory_each, memory_ahead)
 
 
+def test_stepwise_draws_train_each_incoming_batch_before_the_memory_sees_it(tmp_path):
+    """A method that draws with the model (DER, A-GEM) gets one step at a time and
+    observe_stream after that batch's steps; its draws match a step-by-step pass."""
+    runs = {}
+    for stepwise in (False, True):
+        trainer, calls, steps = recording_trainer(
+            tmp_path / str(stepwise), ["mem_manage=reservoir", "augment_chunk=64"]
+        )
+        memory_at_step = []
+        train_step = trainer.steps.train_step
+
+        def recording(batch, train_step=train_step, trainer=trainer, seen=memory_at_step):
+            seen.append(trainer.memory.indices.clone())
+            train_step(batch)
+
+        trainer.steps.train_step = recording
+        trainer.method.stepwise_draws = stepwise
+        trainer.online_pass(torch.arange(240))  # 15 incoming batches of 16
+        runs[stepwise] = steps, memory_at_step, trainer.memory.indices.clone()
+    for (indices, _), (same, _) in zip(runs[False][0], runs[True][0], strict=True):
+        assert torch.equal(indices, same)
+    assert torch.equal(runs[False][2], runs[True][2])
+    for number, memory in enumerate(runs[True][1]):  # only the batches before this one
+        assert (memory < 16 * number).all() and len(memory) == min(40, 16 * number)
+
+
 def test_augment_chunk_0_augments_each_online_step_whole(tmp_path):
     trainer, calls, steps = recording_trainer(tmp_path, ["augment_chunk=0", "mode=finetune"])
     trainer.online_pass(torch.arange(160))
