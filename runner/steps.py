@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import math
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass
@@ -138,7 +139,7 @@ class StepRunner:
     def progress_bar(self, description: str, cfg: DictConfig, planned: int = 0) -> Iterator[None]:
         """A task's progress bar over its planned steps (progress=false: a silent one).
 
-        planned: the task's steps as known when it starts (Trainer.planned_steps); the total is
+        planned: the task's steps as known when it starts (planned_task_steps); the total is
         set once, before the first step, and only corrected when a pass turns out longer than
         planned (expect) or the task ends short of it (bic's held-out memory).
         """
@@ -170,3 +171,22 @@ class StepRunner:
         if self.announced > (self.progress.total or 0) or needed > (self.progress.total or 0):
             self.progress.total = max(self.announced, needed)
             self.progress.refresh()
+
+
+def planned_task_steps(
+    cfg: DictConfig, online: bool, n_task: int, n_memory: int, method: Method
+) -> int:
+    """A task's steps as known at its start, for the progress bar: the stream pass(es), plus
+    the memory epochs over the memory the update will leave (min(mem_size, memory + task)).
+
+    Exact for online runs and offline runs whose pool is the task (replay=per_step); a pool
+    with memory in it (concat, rm offline) or a held-out memory (bic) differs, and the bar
+    corrects its total when that pass starts.
+    """
+    batchsize = int(cfg.batchsize)
+    if online:
+        stream = math.ceil(n_task / batchsize) * int(cfg.stream.online_iter)
+    else:
+        stream = int(cfg.n_epoch) * math.ceil(n_task / batchsize)
+    memory_after = min(int(cfg.mem_size), n_memory + n_task)
+    return stream + method.memory_epochs() * math.ceil(memory_after / batchsize)

@@ -37,7 +37,7 @@ from rainbow_runner.runner.run_state import (
 )
 from rainbow_runner.runner.running import NonFiniteLossError
 from rainbow_runner.runner.schedule import TaskSchedule
-from rainbow_runner.runner.steps import PlannedStep, StepRunner
+from rainbow_runner.runner.steps import PlannedStep, StepRunner, planned_task_steps
 
 __all__ = ["NonFiniteLossError", "RunRecord", "Trainer"]
 
@@ -247,24 +247,6 @@ class Trainer:
         self.steps.flush_window()
         self.method.after_task(task_id)
 
-    def planned_steps(self, n_task: int) -> int:
-        """A task's steps as known at its start, for the progress bar: the stream pass(es), plus
-        the memory epochs over the memory the update will leave (min(mem_size, memory + task)).
-
-        Exact for online runs and offline runs whose pool is the task (replay=per_step); a pool
-        with memory in it (concat, rm offline) or a held-out memory (bic) differs, and the bar
-        corrects its total when that pass starts.
-        """
-        batchsize = int(self.cfg.batchsize)
-        if self.online:
-            stream = math.ceil(n_task / batchsize) * int(self.cfg.stream.online_iter)
-        else:
-            stream = int(self.cfg.n_epoch) * math.ceil(n_task / batchsize)
-        memory_after = min(int(self.cfg.mem_size), len(self.memory) + n_task)
-        if self.resume.position is not None:  # a resumed task: the bar counts what is left
-            return 0
-        return stream + self.method.memory_epochs() * math.ceil(memory_after / batchsize)
-
     # --- evaluation and the run ---------------------------------------------------------------
 
     def evaluate(self) -> Evaluation:
@@ -295,7 +277,13 @@ class Trainer:
             done_before = 0.0 if self.resume.position is None else self.resume.position.seconds
             task_started = self.task_started = time.perf_counter() - done_before
             description = f"task {task_id + 1}/{self.split.n_tasks}"
-            planned = self.planned_steps(len(task_indices))
+            planned = (
+                0
+                if self.resume.position is not None
+                else planned_task_steps(
+                    self.cfg, self.online, len(task_indices), len(self.memory), self.method
+                )
+            )
             with self.steps.progress_bar(description, self.cfg, planned):
                 self.train_task(task_id, task_indices)
             record_task(
