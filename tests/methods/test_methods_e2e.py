@@ -29,5 +29,7 @@ def test_every_mode_runs_every_task_and_learns(tmp_path, mode, stream, exp):
         assert (tasks.memory_size == 0).all()
     expected = [2, 4, 6, 8, 10] if exp == "disjoint" else [10] * 5
     assert tasks.n_seen_classes.tolist() == expected[-n_tasks:]
-    # 10 classes: chance is 10%; finetune, the lower bound, knows about its last task's classes
-    assert summary["A_last"] > (15.0 if mode == "finetune" else 20.0)
+    # 10 classes: chance is 10%. finetune, the lower bound, knows about its last task's classes;
+    # so does A-GEM in class-incremental runs with one head (as in Mammoth's seq-CIFAR-10 table:
+    # A-GEM 20.0, SGD 19.6): its projection guards old tasks' loss, not their logits' scale
+    assert summary["A_last"] > (15.0 if mode in ("finetune", "agem") else 20.0)
