@@ -71,7 +71,9 @@ def run_one(mode: str, seed: int, args: argparse.Namespace) -> dict:
     if wall_path.exists() and not args.rerun and finished_run(run_dir, overrides):
         row = pd.read_csv(summary_path).iloc[0].to_dict()
         return {**row, "wall_s": json.loads(wall_path.read_text())["wall_s"]}
+    # the bench owns its run directories: an unfinished one is replaced
     command = [sys.executable, "-m", "runner", *overrides, f"hydra.run.dir={run_dir}"]
+    command.append("overwrite=true")
     started = time.perf_counter()
     result = subprocess.run(command, cwd=REPO, capture_output=True, text=True, check=False)
     wall = time.perf_counter() - started

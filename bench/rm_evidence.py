@@ -53,7 +53,9 @@ def run_one(name: str, seed: int, out: Path, threads: int, extra: list[str]) -> 
     wall_path = run_dir / "wall_seconds.txt"
     overrides = [*SETTING, *CONFIGS[name], f"seed={seed}", f"num_threads={threads}", *extra]
     if not (wall_path.exists() and finished_run(run_dir, overrides)):
+        # the bench owns its run directories: an unfinished one is replaced
         command = [sys.executable, "-m", "runner", *overrides, f"hydra.run.dir={run_dir}"]
+        command.append("overwrite=true")
         started = time.perf_counter()
         result = subprocess.run(command, cwd=REPO, capture_output=True, text=True, check=False)
         wall = time.perf_counter() - started
