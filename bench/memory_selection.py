@@ -144,7 +144,6 @@ def main(argv: list[str] | None = None) -> list[dict]:
     parser.add_argument("--repeats", type=int, default=3)
     parser.add_argument("--csv", default=None, help="also write the rows to this CSV file")
     args = parser.parse_args(argv)
-    os.environ.update(SINGLE_THREAD)
     cases = {"gaussian": gaussian_features(args.per_class, args.dim)}
     if args.dim == 400 and (real := mlp400_features(args.per_class)) is not None:
         cases["mlp400 fashion-mnist"] = real

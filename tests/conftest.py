@@ -45,11 +45,14 @@ def tiny() -> list[str]:
 
 
 @pytest.fixture(autouse=True)
-def _torch_threads_restored():
-    """An in-process run with num_threads=N sets torch's thread count for the whole process;
-    later in-process reference runs must not inherit it (their floats would differ from a
-    CLI run's)."""
-    threads = torch.get_num_threads()
+def _threads_and_environment_restored():
+    """An in-process run with num_threads=N sets torch's thread count for the whole process,
+    and code under test may set variables (OMP_NUM_THREADS) that CLI runs would inherit; later
+    in-process reference runs and CLI runs must not (their floats would differ)."""
+    threads, environment = torch.get_num_threads(), dict(os.environ)
     yield
     if torch.get_num_threads() != threads:
         torch.set_num_threads(threads)
+    if dict(os.environ) != environment:
+        os.environ.clear()
+        os.environ.update(environment)
