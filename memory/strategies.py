@@ -60,10 +60,12 @@ Strategy = Callable[
 ]
 
 
-def _within_group_rank(sorted_groups: np.ndarray) -> np.ndarray:
-    """0, 1, 2, ... within each run of equal groups of a group-sorted array."""
-    first = np.searchsorted(sorted_groups, sorted_groups, side="left")
-    return np.arange(len(sorted_groups)) - first
+def _first_per_group(order: np.ndarray, groups: np.ndarray, counts: np.ndarray) -> torch.Tensor:
+    """The first counts[g] positions of each group g in the given order, sorted."""
+    by_group = order[np.argsort(groups[order], kind="stable")]
+    sorted_groups = groups[by_group]
+    rank = np.arange(len(by_group)) - np.searchsorted(sorted_groups, sorted_groups, side="left")
+    return torch.from_numpy(np.sort(by_group[rank < counts[sorted_groups]]))
 
 
 def random_selection(
@@ -87,11 +89,7 @@ def random_selection(
     groups = quota.groups.numpy()
     if (np.bincount(groups, minlength=len(counts)) <= counts).all():
         return torch.arange(n)
-    shuffled = generator.permutation(n)
-    by_group = shuffled[np.argsort(groups[shuffled], kind="stable")]
-    sorted_groups = groups[by_group]
-    keep = by_group[_within_group_rank(sorted_groups) < counts[sorted_groups]]
-    return torch.from_numpy(np.sort(keep))
+    return _first_per_group(generator.permutation(n), groups, counts)
 
 
 random_selection.needs_features = False  # type: ignore[attr-defined]
@@ -109,11 +107,7 @@ def fifo_selection(
     n = len(labels)
     groups = quota.group_of(n).numpy()
     counts = quota.counts.numpy()
-    newest_first = np.arange(n)[::-1]
-    by_group = newest_first[np.argsort(groups[newest_first], kind="stable")]
-    sorted_groups = groups[by_group]
-    keep = by_group[_within_group_rank(sorted_groups) < counts[sorted_groups]]
-    return torch.from_numpy(np.sort(keep))
+    return _first_per_group(np.arange(n)[::-1], groups, counts)
 
 
 fifo_selection.needs_features = False  # type: ignore[attr-defined]
