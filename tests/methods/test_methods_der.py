@@ -13,12 +13,7 @@ from rainbow_runner.methods.der import LOGITS, DarkExperienceReplay, DarkExperie
 from rainbow_runner.methods.functional import stored_logit_distance
 from tests.conftest import TINY, compose_config, run_in_process
 from tests.methods.test_methods_common import build_trainer
-from tests.runner.test_resume_checkpoint import (
-    assert_same_results,
-    pick,
-    resume_from,
-    run_keeping_checkpoints,
-)
+from tests.runner.test_resume_checkpoint import assert_resumed_runs_repeat_the_run
 
 NAN = float("nan")
 
@@ -155,16 +150,7 @@ def test_default_memory_is_reservoir(mode):
 def test_a_resumed_run_keeps_the_stored_logits(tmp_path, monkeypatch):
     """Checkpoints inside the stream and a memory epoch: the payloads come back exactly."""
     overrides = ["mode=derpp", "n_epoch=2", "mem_size=60", "progress=false"]
-    reference = tmp_path / "reference"
-    run_in_process(reference, [*overrides, "checkpoint_every=0"])
-    kept = run_keeping_checkpoints(
-        tmp_path / "kept", [*overrides, "checkpoint_every=9"], monkeypatch
-    )
-    for n, checkpoint in enumerate(pick(kept)):
-        resume_from(
-            checkpoint["path"], tmp_path / f"resumed{n}", [*overrides, "checkpoint_every=9"]
-        )
-        assert_same_results(tmp_path / f"resumed{n}", reference)
+    assert_resumed_runs_repeat_the_run(tmp_path, overrides, monkeypatch)
 
 
 def test_a_memory_chosen_at_the_end_of_a_task_is_refused(tmp_path):

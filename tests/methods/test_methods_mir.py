@@ -14,12 +14,7 @@ from rainbow_runner.methods.functional import most_interfered, virtual_sgd_param
 from rainbow_runner.runner.options import check_method_and_memory_options
 from tests.conftest import TINY, compose_config, run_in_process
 from tests.methods.test_methods_common import build_trainer
-from tests.runner.test_resume_checkpoint import (
-    assert_same_results,
-    pick,
-    resume_from,
-    run_keeping_checkpoints,
-)
+from tests.runner.test_resume_checkpoint import assert_resumed_runs_repeat_the_run
 
 MIR_RUN = ["mode=mir", "exp=disjoint", "n_epoch=1", "mem_size=100"]
 
@@ -148,10 +143,4 @@ def test_mir_runs_end_to_end_and_beats_finetune_on_a_disjoint_split(tmp_path, st
 def test_a_resumed_run_repeats_the_uninterrupted_one(tmp_path, monkeypatch):
     """Resumed after a task, inside the stream, inside a memory epoch: the same draws."""
     overrides = ["mode=mir", "stream=online", "n_epoch=2", "mem_size=60", "progress=false"]
-    reference = tmp_path / "reference"
-    run_in_process(reference, [*overrides, "checkpoint_every=0"])
-    every = [*overrides, "checkpoint_every=9"]
-    kept = run_keeping_checkpoints(tmp_path / "checkpointed", every, monkeypatch)
-    for n, checkpoint in enumerate(pick(kept)):
-        resume_from(checkpoint["path"], tmp_path / f"resumed{n}", every)
-        assert_same_results(tmp_path / f"resumed{n}", reference)
+    assert_resumed_runs_repeat_the_run(tmp_path, overrides, monkeypatch)

@@ -11,12 +11,7 @@ from rainbow_runner.methods.functional import add_class_statistics, lda_paramete
 from rainbow_runner.runner.options import check_method_and_memory_options
 from tests.conftest import TINY, compose_config, run_in_process
 from tests.methods.test_methods_common import build_trainer
-from tests.runner.test_resume_checkpoint import (
-    assert_same_results,
-    pick,
-    resume_from,
-    run_keeping_checkpoints,
-)
+from tests.runner.test_resume_checkpoint import assert_resumed_runs_repeat_the_run
 
 
 def pooled_covariance(features: torch.Tensor, labels: torch.Tensor, n_classes: int):
@@ -128,10 +123,4 @@ def test_state_reloads_into_a_fresh_method_with_the_same_predictions(tmp_path):
 def test_a_resumed_run_repeats_the_uninterrupted_one(tmp_path, monkeypatch):
     """Resumed after a task, inside an epoch, inside a later one: the statistics go on."""
     overrides = ["mode=slda", "stream=offline", "exp=disjoint", "n_epoch=2", "progress=false"]
-    reference = tmp_path / "reference"
-    run_in_process(reference, [*overrides, "checkpoint_every=0"])
-    every = [*overrides, "checkpoint_every=9"]
-    kept = run_keeping_checkpoints(tmp_path / "checkpointed", every, monkeypatch)
-    for n, checkpoint in enumerate(pick(kept)):
-        resume_from(checkpoint["path"], tmp_path / f"resumed{n}", every)
-        assert_same_results(tmp_path / f"resumed{n}", reference)
+    assert_resumed_runs_repeat_the_run(tmp_path, overrides, monkeypatch)

@@ -89,6 +89,18 @@ def pick(kept: list[dict]) -> list[dict]:
     return [after_task[1], stream[len(stream) // 2], later_epoch[-1], kept[-1]]
 
 
+def assert_resumed_runs_repeat_the_run(tmp_path: Path, overrides: list[str], monkeypatch) -> None:
+    """Resumed from a spread of its checkpoints (after tasks, inside passes), a run ends with
+    the CSVs of the same run uninterrupted."""
+    reference = tmp_path / "reference"
+    run_in_process(reference, [*overrides, "checkpoint_every=0"])
+    every = [*overrides, "checkpoint_every=9"]
+    kept = run_keeping_checkpoints(tmp_path / "checkpointed", every, monkeypatch)
+    for n, checkpoint in enumerate(pick(kept)):
+        resume_from(checkpoint["path"], tmp_path / f"resumed{n}", every)
+        assert_same_results(tmp_path / f"resumed{n}", reference)
+
+
 @pytest.mark.parametrize("overrides", [ONLINE_ER, OFFLINE_ER], ids=["online_er", "offline_er"])
 def test_resuming_from_any_checkpoint_gives_the_uninterrupted_csvs(
     tmp_path, monkeypatch, overrides
