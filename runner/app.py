@@ -28,7 +28,7 @@ from rainbow_runner.runner.checkpoint import (
     resume_command,
     resume_state,
 )
-from rainbow_runner.runner.config import group_choice
+from rainbow_runner.runner.config import group_choice, memory_of
 from rainbow_runner.runner.config_check import (
     ConfigError,
     check_config,
@@ -73,12 +73,12 @@ def config_choices(cfg: DictConfig) -> dict:
     """The settings that identify a run in summaries and reports."""
     return {
         "mode": cfg.mode.name,
-        "mem_manage": cfg.mem_manage.name,
+        "mem_manage": memory_of(cfg.mode.name, cfg.mem_manage.name, "none"),
         "dataset": cfg.dataset.name,
         "stream": cfg.stream.name,
         "exp": cfg.exp.name,
         "model": group_choice(cfg, "model"),
-        "mem_size": int(cfg.mem_size),
+        "mem_size": int(memory_of(cfg.mode.name, cfg.mem_size, 0)),
         "trans": "+".join(cfg.trans) if cfg.trans else "none",
         "seed": int(cfg.seed),
         "split_seed": int(cfg.split_seed),
@@ -90,7 +90,9 @@ def config_choices(cfg: DictConfig) -> dict:
         "scheduler": group_choice(cfg, "scheduler"),
         "mem_batchsize": int(cfg.mem_batchsize),
         "warmup_epochs": int(cfg.warmup_epochs),
-        "memory_metric": str(cfg.mem_manage.get("metric") or "none"),
+        "memory_metric": str(
+            memory_of(cfg.mode.name, cfg.mem_manage.get("metric"), None) or "none"
+        ),
     }
 
 
@@ -290,7 +292,13 @@ def prepare(
     command = resume_command(run_dir)
     log.info("if interrupted, continue with: %s", command)
     purge_step = None if state is None else state["global_step"] + 1
-    writer = ResultWriter(run_dir, purge_step=purge_step, open_now=False)
+    writer = ResultWriter(
+        run_dir,
+        purge_step=purge_step,
+        open_now=False,
+        loggers={} if cfg.get("logger") is None else OmegaConf.to_container(cfg.logger),
+        config=OmegaConf.to_container(cfg, resolve=True),
+    )
     trainer = Trainer(cfg, data, split, device, writer)
     trainer.checkpointer = Checkpointer(
         checkpoint_path, int(cfg.checkpoint_every), cfg, command, arithmetic
@@ -315,9 +323,10 @@ def train(cfg: DictConfig, prepared: Prepared) -> dict:
         raise
     finally:
         summary = write_summary(writer, cfg, trainer, status)
-        config_text = OmegaConf.to_yaml(cfg, resolve=True)
-        writer.text("config", "    " + config_text.replace("\n", "\n    "))  # a code block
-        writer.close()
+        writer.text("config", OmegaConf.to_yaml(cfg, resolve=True))
+        writer.close(complete=status == "complete")
+    if not cfg.get("keep_checkpoint", True):  # a complete run: nothing left to resume
+        (writer.run_dir / CHECKPOINT_NAME).unlink(missing_ok=True)
     log.info(
         "A_last %.2f | A_avg %.2f | F_last %.2f | I_last %.2f",
         summary["A_last"],

@@ -170,6 +170,7 @@ SETTINGS: dict[str, Setting] = {
     "resume": Setting("bool", "continue from <run dir>/checkpoint.pt"),
     "overwrite": Setting("bool", "replace the earlier run's outputs in the run directory"),
     "checkpoint_every": Setting("int", "also checkpoint inside a task every N steps", 0),
+    "keep_checkpoint": Setting("bool", "keep checkpoint.pt after a complete run"),
     "stream.online_iter": Setting("int", "gradient steps per incoming batch", 1),
     "stream.memory_epochs": Setting("int", "epochs on the memory alone after each task", 0),
     "exp.blurry": Setting("number", "% of each class's samples dealt to other tasks", 0, 100),
