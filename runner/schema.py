@@ -158,7 +158,9 @@ SETTINGS: dict[str, Setting] = {
     "cuda_graphs": Setting(
         "choice", "replay the autoaug/randaug passes as CUDA graphs", choices=SWITCH
     ),
-    "num_threads": Setting("int", "CPU threads for torch (0 = all cores, or the job's share)", 0),
+    "num_threads": Setting(
+        "int", "CPU threads for torch (0 = by the model's size, or the job's share)", 0
+    ),
     "data_root": Setting("text", "where data sets are looked for"),
     "download": Setting("bool", "let torchvision download MNIST/Fashion-MNIST/CIFAR"),
     "eval_batchsize": Setting("int", "test-time batch size", 1),

@@ -58,6 +58,28 @@ def test_csv_logger_writes_every_scalar_with_its_axis(tracked_run):
     assert final["summary/F_last"] == pytest.approx(summary["F_last"])
 
 
+def test_csv_logger_of_a_resumed_run_drops_what_followed_the_checkpoint(tmp_path):
+    from rainbow_runner.runner.reporting.trackers import RunContext
+    from rainbow_runner.runner.reporting.trackers.csv_file import CsvTracker
+
+    first = CsvTracker(RunContext(tmp_path, {}))
+    for step in (10, 20, 30):
+        first.scalar("train/loss", step / 10, step)
+    first.scalar("test/accuracy", 50.0, 0, "task")
+    first.scalar("test/accuracy", 60.0, 1, "task")
+    first.close()  # interrupted after step 30; the checkpoint was at step 20, after task 0
+    resumed = CsvTracker(RunContext(tmp_path, {}, purge_step=21, tasks_done=1))
+    resumed.scalar("train/loss", 2.5, 25)
+    resumed.close()
+    rows = pd.read_csv(tmp_path / "results" / "scalars.csv")
+    assert list(zip(rows.tag, rows.step, rows.value, strict=True)) == [
+        ("train/loss", 10, 1.0),
+        ("train/loss", 20, 2.0),
+        ("test/accuracy", 0, 50.0),
+        ("train/loss", 25, 2.5),
+    ]
+
+
 def test_unknown_or_missing_tracker_is_refused_with_the_install_command(monkeypatch):
     with pytest.raises(ConfigError, match=r"valid loggers are: csv, mlflow, tensorboard, wandb"):
         check_trackers({"neptune": {}})
