@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import os
+import warnings
 from concurrent.futures import ThreadPoolExecutor
 from functools import cache
 from pathlib import Path
@@ -106,14 +107,25 @@ def decode_file(path: Path, mode: str) -> torch.Tensor:
     """One image file as uint8 (C, H, W) in `mode` ("L" or "RGB"): torchvision's decoder (C++,
     without the GIL) for PNG/JPEG/WebP, PIL for the other formats."""
     if path.suffix.lower() in TORCHVISION_FORMATS:
-        from torchvision.io import ImageReadMode, decode_image, read_file
-
-        read_mode = ImageReadMode.GRAY if mode == "L" else ImageReadMode.RGB
-        return decode_image(read_file(str(path)), mode=read_mode)
+        io = torchvision_io()
+        read_mode = io.ImageReadMode.GRAY if mode == "L" else io.ImageReadMode.RGB
+        return io.decode_image(io.read_file(str(path)), mode=read_mode)
     with Image.open(path) as image:
         image = image.convert(mode)
         pixels = torch.frombuffer(bytearray(image.tobytes()), dtype=torch.uint8)
         return pixels.view(image.height, image.width, len(mode)).permute(2, 0, 1)
+
+
+@cache
+def torchvision_io():
+    """torchvision.io, imported at the first file it decodes. Its decoders warn on every call
+    that TorchCodec will replace them (torchvision 0.29): silenced here (README: Data)."""
+    import torchvision.io
+
+    warnings.filterwarnings(
+        "ignore", message="The image decoding and encoding capabilities of TorchVision"
+    )
+    return torchvision.io
 
 
 @cache

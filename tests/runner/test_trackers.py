@@ -17,6 +17,7 @@ from tests.conftest import TINY, run_in_process
 OPTIONAL = [name for name in ("wandb", "mlflow") if importlib.util.find_spec(name) is not None]
 LOG_EVERY = 10
 OVERRIDES = [*TINY, "n_tasks=2", "mode=er", f"log_every={LOG_EVERY}", "num_threads=1"]
+OVERRIDES += ["keep_checkpoint=false"]
 
 
 @pytest.fixture(scope="module")
@@ -41,6 +42,7 @@ def test_csv_logger_writes_every_scalar_with_its_axis(tracked_run):
     run_dir, summary = tracked_run
     scalars = pd.read_csv(run_dir / "results" / "scalars.csv")
     assert not (run_dir / "tb").exists()  # logger=[csv]: TensorBoard is not selected
+    assert not (run_dir / "checkpoint.pt").exists()  # keep_checkpoint=false, a complete run
     steps = scalars[scalars.tag == "train/loss"]
     assert (steps.axis == "step").all() and len(steps) >= 10
     assert logged_every(list(steps.step))
