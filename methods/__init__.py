@@ -3,6 +3,7 @@
 from rainbow_runner.methods import (  # noqa: F401  (registration)
     agem,
     bic,
+    cope,
     der,
     er,
     ewc,
@@ -11,8 +12,10 @@ from rainbow_runner.methods import (  # noqa: F401  (registration)
     icarl,
     joint,
     mir,
+    rar,
     rm,
     rwalk,
+    scr,
     slda,
 )
 from rainbow_runner.methods.base import METHODS, Method, MethodContext, TrainBatch

@@ -12,6 +12,7 @@ from torch import nn
 from torch.nn import functional as F
 
 from rainbow_runner.datasets.augment.batches import MixedBatch
+from rainbow_runner.memory.base import SelectionContext, extract_features
 
 
 def mixed_cross_entropy(logits: torch.Tensor, batch: MixedBatch) -> torch.Tensor:
@@ -153,6 +154,17 @@ def class_means(features: torch.Tensor, labels: torch.Tensor, n_classes: int) ->
     counts = torch.bincount(labels, minlength=n_classes)[:n_classes]
     means = F.normalize(sums, dim=1)
     return means.masked_fill((counts == 0)[:, None], float("nan"))
+
+
+def sample_class_means(
+    indices: torch.Tensor, labels: torch.Tensor, selection: SelectionContext, n_classes: int
+) -> torch.Tensor | None:
+    """class_means of the current model's features of training samples (the NME classifier
+    after a task: iCaRL, SCR); None without samples."""
+    if not len(indices):
+        return None
+    features = extract_features(indices, selection)
+    return class_means(features, labels.to(features.device), n_classes)
 
 
 def nearest_mean_scores(features: torch.Tensor, means: torch.Tensor) -> torch.Tensor:
