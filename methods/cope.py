@@ -61,7 +61,12 @@ class ContinualPrototypeEvolution(ExperienceReplay):
         return self.scores(self.model.features(x))
 
     def state_dict(self) -> dict[str, torch.Tensor]:
-        return {"prototypes": self.prototypes}
+        """The prototypes, 0 for unseen classes (NaN never equals itself: a reload would not
+        compare equal), and which classes have one."""
+        seen = ~self.prototypes.isnan().any(1)
+        return {"prototypes": self.prototypes.nan_to_num(0.0), "seen": seen}
 
     def load_state_dict(self, state: dict[str, torch.Tensor]) -> None:
-        self.prototypes = state["prototypes"].to(self.context.device)
+        device = self.context.device
+        seen = state["seen"].to(device)[:, None]
+        self.prototypes = state["prototypes"].to(device).masked_fill(~seen, float("nan"))
