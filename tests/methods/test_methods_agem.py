@@ -12,7 +12,7 @@ from torch.nn import functional as F
 from rainbow_runner.methods.functional import flat_gradient, loss_gradient
 from rainbow_runner.runner.steps import PlannedStep
 from tests.conftest import TINY, compose_config, run_in_process
-from tests.methods.test_methods_common import build_trainer
+from tests.methods.test_methods_common import build_trainer, trainer_at_second_task
 from tests.runner.test_resume_checkpoint import (
     assert_same_results,
     resume_from,
@@ -25,12 +25,7 @@ PLAIN = ["mode=agem", "exp=disjoint", "n_epoch=1", "mem_size=100", "crop_padding
 
 def trainer_in_task_1(tmp_path):
     """After task 0 (memory: task 0's samples), at the start of task 1 (head of 4 classes)."""
-    trainer = build_trainer(tmp_path, PLAIN)
-    trainer.train_task(0, trainer.split.train_tasks[0])
-    trainer.task_id = trainer.context.task_id = 1
-    trainer.n_exposed = trainer.context.n_exposed = trainer.split.exposed[1]
-    trainer.begin_task()
-    return trainer
+    return trainer_at_second_task(tmp_path, PLAIN)
 
 
 def gradients(trainer, stream: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
