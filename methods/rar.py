@@ -44,8 +44,8 @@ class RetrospectiveAdversarialReplay(ExperienceReplay):
     def loss(self, batch: TrainBatch) -> tuple[torch.Tensor, torch.Tensor]:
         logits = self.model(batch.x)
         loss = mixed_cross_entropy(logits, batch)
-        replayed = batch.from_memory
-        if self.beta > 0 and len(batch.memory_indices) and len(batch.memory_indices) < len(batch.y):
+        replayed, n_replayed = batch.from_memory, len(batch.memory_indices)
+        if self.beta > 0 and 0 < n_replayed < len(batch.y):  # needs stream rows as targets
             perturbed = self.perturbed_replay(batch.x, batch.y, replayed)
             loss = loss + self.beta * self.mixed_loss(perturbed, batch.y[replayed])
         return loss, logits
