@@ -32,8 +32,11 @@ class SupervisedContrastiveReplay(ExperienceReplay):
         self, context: MethodContext, temperature: float = 0.1, projection_dim: int = 128
     ) -> None:
         super().__init__(context)
-        if temperature <= 0:
-            raise ValueError(f"mode.temperature={temperature}: SupCon needs a temperature > 0.")
+        if temperature <= 0 or projection_dim < 1:
+            raise ValueError(
+                f"mode.temperature={temperature}, mode.projection_dim={projection_dim}: SCR "
+                f"needs a temperature > 0 and a projection of at least 1 dimension."
+            )
         self.temperature = float(temperature)
         width = context.model.feature_dim
         self.projection = nn.Sequential(
