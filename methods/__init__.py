@@ -3,16 +3,22 @@
 from rainbow_runner.methods import (  # noqa: F401  (registration)
     agem,
     bic,
+    cumulative,
     der,
     er,
     ewc,
     finetune,
+    from_scratch,
     gdumb,
     icarl,
     joint,
+    lfl,
+    lwf,
+    mas,
     mir,
     rm,
     rwalk,
+    si,
     slda,
 )
 from rainbow_runner.methods.base import METHODS, Method, MethodContext, TrainBatch
