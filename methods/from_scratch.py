@@ -1,4 +1,4 @@
-"""mode=from_scratch: a freshly initialised model at every task (Avalanche's FromScratchTraining)."""
+"""mode=from_scratch: a fresh model at every task (Avalanche's FromScratchTraining)."""
 
 from rainbow_runner.methods.base import METHODS, Method
 from rainbow_runner.methods.functional import reinitialize

@@ -45,7 +45,8 @@ class SynapticIntelligence(RegularizedReplay):
     def after_task(self, task_id: int) -> None:
         importance = {}
         for name, param in self.penalized.items():
-            task = path_integral_importance(self.path[name], param - self.task_start[name], self.eps)
+            change = param - self.task_start[name]
+            task = path_integral_importance(self.path[name], change, self.eps)
             total = task + self.importance[name] if name in self.importance else task
             importance[name] = total.clamp(max=self.clip_to)
         self.consolidate(importance)
