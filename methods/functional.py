@@ -154,14 +154,21 @@ def mean_gradient_statistic(
     return {name: value / max(n_samples, 1) for name, value in total.items()}
 
 
+def _predicted_label_ce(logits: torch.Tensor) -> torch.Tensor:
+    return F.cross_entropy(logits, logits.argmax(1).detach())
+
+
+def _mean_output_norm(logits: torch.Tensor) -> torch.Tensor:
+    return logits.float().norm(dim=1).mean()
+
+
 def diagonal_fisher(
     model: nn.Module, batches: Iterable[torch.Tensor], names: list[str]
 ) -> dict[str, torch.Tensor]:
     """Diagonal Fisher as the reference estimates it: squared gradients of mini-batch CE at
     the model's own predictions, weighted by batch size, averaged over all samples (eval mode).
     """
-    predicted_label_ce = lambda logits: F.cross_entropy(logits, logits.argmax(1).detach())  # noqa: E731
-    return mean_gradient_statistic(model, batches, names, predicted_label_ce, torch.square)
+    return mean_gradient_statistic(model, batches, names, _predicted_label_ce, torch.square)
 
 
 def output_norm_importance(
@@ -169,8 +176,7 @@ def output_norm_importance(
 ) -> dict[str, torch.Tensor]:
     """MAS's importance: |∇ of the mean L2 norm of the outputs|, weighted by batch size and
     averaged over all samples (Avalanche's objective: the norm, not its square)."""
-    mean_norm = lambda logits: logits.float().norm(dim=1).mean()  # noqa: E731
-    return mean_gradient_statistic(model, batches, names, mean_norm, torch.abs)
+    return mean_gradient_statistic(model, batches, names, _mean_output_norm, torch.abs)
 
 
 def path_integral_importance(
