@@ -41,7 +41,4 @@ class EWC(RegularizedReplay):
         pool = torch.cat([task_indices, self.memory.indices])
         if 0 < self.fisher_samples < len(pool):
             pool = pool[torch.randperm(len(pool))[: self.fisher_samples]]
-        batches = (
-            self.context.inputs(chunk) for chunk in pool.split(self.context.settings.batchsize)
-        )
-        return diagonal_fisher(self.model, batches, list(self.penalized))
+        return diagonal_fisher(self.model, self.input_batches(pool), list(self.penalized))

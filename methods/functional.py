@@ -1,11 +1,11 @@
-"""The mathematics methods share, as pure functions: losses, distillation, weight penalties,
-gradient projection, nearest-mean and LDA classification, interference scores and
+"""The mathematics methods share, as pure functions: losses, distillation, weight penalties and
+importances, gradient projection, nearest-mean and LDA classification, interference scores and
 re-initialisation."""
 
 from __future__ import annotations
 
 import copy
-from collections.abc import Iterable
+from collections.abc import Callable, Iterable
 
 import torch
 from torch import nn
@@ -84,6 +84,16 @@ def soft_cross_entropy(
     return -(target * F.log_softmax(student_logits / temperature, dim=1)).sum(1).mean()
 
 
+def kl_distillation(
+    teacher_logits: torch.Tensor, student_logits: torch.Tensor, temperature: float
+) -> torch.Tensor:
+    """KL(softmax(teacher/T) ‖ softmax(student/T)), averaged over the batch (LwF, as Avalanche):
+    soft_cross_entropy less the teacher's entropy, so it is 0 where the two agree."""
+    log_student = F.log_softmax(student_logits.float() / temperature, dim=1)
+    target = F.softmax(teacher_logits.float() / temperature, dim=1)
+    return F.kl_div(log_student, target, reduction="batchmean")
+
+
 # --- weight penalties ---
 
 HEAD_PREFIX = "head."
@@ -120,27 +130,63 @@ def quadratic_penalty(
     return torch.stack(terms).sum()
 
 
+def mean_gradient_statistic(
+    model: nn.Module,
+    batches: Iterable[torch.Tensor],
+    names: list[str],
+    objective: Callable[[torch.Tensor], torch.Tensor],
+    statistic: Callable[[torch.Tensor], torch.Tensor],
+) -> dict[str, torch.Tensor]:
+    """Per named parameter, the sample-weighted mean over mini-batches of statistic(∇ objective
+    (model(x))), in eval mode (BatchNorm's running statistics untouched); zeros where a
+    parameter gets no gradient. The shape of the Fisher (EWC) and of MAS's importance."""
+    was_training = model.training
+    model.eval()
+    params = {name: param for name, param in model.named_parameters() if name in names}
+    total = {name: torch.zeros_like(param) for name, param in params.items()}
+    n_samples = 0
+    for x in batches:
+        grads = torch.autograd.grad(objective(model(x)), list(params.values()), allow_unused=True)
+        for name, gradient in zip(params, grads, strict=True):
+            if gradient is not None:
+                total[name] += statistic(gradient) * len(x)
+        n_samples += len(x)
+    model.train(was_training)
+    return {name: value / max(n_samples, 1) for name, value in total.items()}
+
+
+def _predicted_label_ce(logits: torch.Tensor) -> torch.Tensor:
+    return F.cross_entropy(logits, logits.argmax(1).detach())
+
+
+def _mean_output_norm(logits: torch.Tensor) -> torch.Tensor:
+    return logits.float().norm(dim=1).mean()
+
+
 def diagonal_fisher(
     model: nn.Module, batches: Iterable[torch.Tensor], names: list[str]
 ) -> dict[str, torch.Tensor]:
     """Diagonal Fisher as the reference estimates it: squared gradients of mini-batch CE at
     the model's own predictions, weighted by batch size, averaged over all samples (eval mode).
     """
-    was_training = model.training
-    model.eval()
-    params = {name: param for name, param in model.named_parameters() if name in names}
-    fisher = {name: torch.zeros_like(param) for name, param in params.items()}
-    n_samples = 0
-    for x in batches:
-        logits = model(x)
-        loss = F.cross_entropy(logits, logits.argmax(1).detach())
-        grads = torch.autograd.grad(loss, list(params.values()), allow_unused=True)
-        for name, gradient in zip(params, grads, strict=True):
-            if gradient is not None:
-                fisher[name] += gradient.pow(2) * len(x)
-        n_samples += len(x)
-    model.train(was_training)
-    return {name: value / max(n_samples, 1) for name, value in fisher.items()}
+    return mean_gradient_statistic(model, batches, names, _predicted_label_ce, torch.square)
+
+
+def output_norm_importance(
+    model: nn.Module, batches: Iterable[torch.Tensor], names: list[str]
+) -> dict[str, torch.Tensor]:
+    """MAS's importance: |∇ of the mean L2 norm of the outputs|, weighted by batch size and
+    averaged over all samples (Avalanche's objective: the norm, not its square)."""
+    return mean_gradient_statistic(model, batches, names, _mean_output_norm, torch.abs)
+
+
+def path_integral_importance(
+    path: torch.Tensor, change: torch.Tensor, damping: float
+) -> torch.Tensor:
+    """SI's importance of one task: max(ω, 0) / (Δ² + ξ), ω = Σ_steps −g·δθ the path integral
+    and Δ the parameter's whole change over the task (ω < 0 means it went uphill: no importance).
+    """
+    return path.clamp(min=0.0) / (change.pow(2) + damping)
 
 
 # --- nearest mean of exemplars ---
