@@ -307,15 +307,19 @@ def project_on_cone(
 ) -> torch.Tensor:
     """GEM's projection (Lopez-Paz & Ranzato 2017): g unchanged when g·G_k >= 0 for every row
     G_k of memories (one gradient per earlier task), else g̃ = Gᵀv + g with v the solution of
-    the dual QP min_v ½vᵀ(GGᵀ + eps·I)v + (Gg)ᵀv s.t. v >= margin (quadprog, float64, on the
-    host), so that G·g̃ >= 0 up to eps·v. margin (memory_strength) biases g̃ further into the
-    cone; eps keeps GGᵀ positive definite (GEM's and Avalanche's value).
+    the dual QP min_v ½vᵀ(GGᵀ + εI)v + (Gg)ᵀv s.t. v >= margin (quadprog, float64, on the
+    host), so that G·g̃ = μ − εv >= −εv. margin (memory_strength) biases g̃ further into the
+    cone. ε = eps · min_k |G_k|² keeps GGᵀ positive definite; GEM and Avalanche add an
+    absolute 1e-3, which exceeds |G_k|² when gradients are small and then leaves constraints
+    violated by more than the violation it corrects.
     """
     if len(memories) == 0 or bool((memories @ gradient >= 0).all()):
         return gradient
     g = memories.detach().double().cpu().numpy()
     gram = g @ g.T
-    gram = 0.5 * (gram + gram.T) + np.eye(len(g)) * eps
+    squares = np.diag(gram)
+    ridge = eps * max(float(squares.min()), 1e-12 * float(squares.max()), 1e-30)
+    gram = 0.5 * (gram + gram.T) + np.eye(len(g)) * ridge
     dots = g @ gradient.detach().double().cpu().numpy()
     identity = np.eye(len(g))
     v = quadprog.solve_qp(gram, -dots, identity, np.full(len(g), float(margin)))[0]
