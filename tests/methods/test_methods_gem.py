@@ -9,8 +9,8 @@ from torch.nn import functional as F
 
 from rainbow_runner.methods.functional import flat_gradient, loss_gradient, project_on_cone
 from rainbow_runner.runner.options import check_method_and_memory_options
-from rainbow_runner.runner.steps import PlannedStep
 from tests.conftest import compose_config
+from tests.methods.test_methods_agem import stream_gradient
 from tests.methods.test_methods_common import build_trainer
 
 # No random crop or flip: the memory's inputs are then the same in the test and in the method.
@@ -83,13 +83,7 @@ def test_a_step_is_projected_against_each_earlier_tasks_memory(tmp_path):
     assert len(groups) == 2
     for task, group in enumerate(groups):
         assert torch.isin(group, trainer.split.train_tasks[task]).all() and len(group) == 20
-    stream = trainer.split.train_tasks[2][:16]
-    batch = trainer.steps.batches_ahead([PlannedStep(stream, len(stream))])[0]
-    model.train()
-    trainer.optimizer.zero_grad(set_to_none=True)
-    method.loss(batch)[0].backward()
-    parameters = [param for param in model.parameters() if param.grad is not None]
-    before = flat_gradient(parameters)
+    batch, parameters, before = stream_gradient(trainer, trainer.split.train_tasks[2][:16])
     memories = torch.stack(
         [
             loss_gradient(F.cross_entropy(model(context.inputs(g)), context.labels(g)), parameters)
