@@ -64,14 +64,14 @@ def test_an_unopposed_gradient_is_returned_as_it_is():
 
 
 def trainer_in_task_2(tmp_path):
-    """After tasks 0 and 1 (20 stored samples each: ring, fixed share), task 2 begun."""
+    """Task 2 begun (head of 6 classes), 20 stored samples of each of tasks 0 and 1 (the
+    ring's fixed share), and 5 of task 2 (online, the stream so far is stored too)."""
     trainer = build_trainer(tmp_path, PLAIN)
-    for task_id in range(3):
-        trainer.task_id = trainer.context.task_id = task_id
-        trainer.n_exposed = trainer.context.n_exposed = trainer.split.exposed[task_id]
-        trainer.memory.begin_task(task_id)
-        if task_id < 2:
-            trainer.train_task(task_id, trainer.split.train_tasks[task_id])
+    trainer.task_id = trainer.context.task_id = 2
+    trainer.n_exposed = trainer.context.n_exposed = trainer.split.exposed[2]
+    for task, n in ((0, 20), (1, 20), (2, 5)):
+        stored = trainer.split.train_tasks[task][-n:]
+        trainer.memory.add(stored, trainer.train_labels_cpu[stored], 6, task_ids=task)
     trainer.begin_task()
     return trainer
 
