@@ -1,12 +1,14 @@
 """The mathematics methods share, as pure functions: losses, distillation, weight penalties and
-importances, gradient projection, nearest-mean and LDA classification, interference scores and
-re-initialisation."""
+importances, gradient projection, nearest-mean and LDA classification, interference scores,
+Reptile steps and re-initialisation."""
 
 from __future__ import annotations
 
 import copy
 from collections.abc import Callable, Iterable
 
+import numpy as np
+import quadprog
 import torch
 from torch import nn
 from torch.nn import functional as F
@@ -24,11 +26,38 @@ def mixed_cross_entropy(logits: torch.Tensor, batch: MixedBatch) -> torch.Tensor
     return torch.lerp(partner, own, batch.lam)
 
 
-def rows_cross_entropy(logits: torch.Tensor, batch: MixedBatch, rows: slice) -> torch.Tensor:
-    """mixed_cross_entropy over a contiguous block of a batch's rows (one role of the rows)."""
+def rows_cross_entropy(
+    logits: torch.Tensor, batch: MixedBatch, rows: slice | torch.Tensor
+) -> torch.Tensor:
+    """mixed_cross_entropy over some of a batch's rows (one role of the rows): a contiguous
+    block, or a bool mask / positions."""
     y_mix = None if batch.y_mix is None else batch.y_mix[rows]
     part = MixedBatch(batch.x[rows], batch.y[rows], y_mix, batch.lam)
     return mixed_cross_entropy(logits[rows], part)
+
+
+def asymmetric_cross_entropy(
+    logits: torch.Tensor,
+    batch: MixedBatch,
+    stream_rows: slice | torch.Tensor,
+    memory_rows: slice | torch.Tensor,
+) -> torch.Tensor:
+    """ER-ACE's loss (Caccia et al. 2022): the stream rows' CE sees only the logits of classes
+    present among them (the others are masked, so they get no gradient and new classes do not
+    push old ones down), the memory rows' CE is over every logit; the mean of the two terms
+    (Avalanche's ACECriterion), or the one term whose rows are present."""
+    terms = []
+    stream_y = batch.y[stream_rows]
+    if len(stream_y):
+        present = torch.zeros(logits.shape[1], dtype=torch.bool, device=logits.device)
+        present[stream_y] = True
+        if batch.y_mix is not None:
+            present[batch.y_mix[stream_rows]] = True
+        masked = logits.masked_fill(~present, torch.finfo(logits.dtype).min)
+        terms.append(rows_cross_entropy(masked, batch, stream_rows))
+    if len(batch.y[memory_rows]):
+        terms.append(rows_cross_entropy(logits, batch, memory_rows))
+    return sum(terms) / len(terms)
 
 
 def stored_logit_distance(
@@ -319,6 +348,31 @@ def project_on_reference(gradient: torch.Tensor, reference: torch.Tensor) -> tor
     return gradient - dot / torch.dot(reference, reference).clamp(min=1e-12) * reference
 
 
+def project_on_cone(
+    gradient: torch.Tensor, memories: torch.Tensor, margin: float = 0.5, eps: float = 1e-3
+) -> torch.Tensor:
+    """GEM's projection (Lopez-Paz & Ranzato 2017): g unchanged when g·G_k >= 0 for every row
+    G_k of memories (one gradient per earlier task), else g̃ = Gᵀv + g with v the solution of
+    the dual QP min_v ½vᵀ(GGᵀ + εI)v + (Gg)ᵀv s.t. v >= margin (quadprog, float64, on the
+    host), so that G·g̃ = μ − εv >= −εv. margin (memory_strength) biases g̃ further into the
+    cone. ε = eps · min_k |G_k|² keeps GGᵀ positive definite; GEM and Avalanche add an
+    absolute 1e-3, which exceeds |G_k|² when gradients are small and then leaves constraints
+    violated by more than the violation it corrects.
+    """
+    if len(memories) == 0 or bool((memories @ gradient >= 0).all()):
+        return gradient
+    g = memories.detach().double().cpu().numpy()
+    gram = g @ g.T
+    squares = np.diag(gram)
+    ridge = eps * max(float(squares.min()), 1e-12 * float(squares.max()), 1e-30)
+    gram = 0.5 * (gram + gram.T) + np.eye(len(g)) * ridge
+    dots = g @ gradient.detach().double().cpu().numpy()
+    identity = np.eye(len(g))
+    v = quadprog.solve_qp(gram, -dots, identity, np.full(len(g), float(margin)))[0]
+    step = torch.from_numpy(v).to(memories) @ memories
+    return gradient + step.to(gradient.dtype)
+
+
 # --- interference (MIR) ---
 
 
@@ -347,3 +401,23 @@ def most_interfered(loss_before: torch.Tensor, loss_after: torch.Tensor, k: int)
     """Positions of the k candidates whose loss rises most from θ to θ' (MIR's criterion)."""
     increase = loss_after - loss_before
     return torch.topk(increase, min(k, len(increase))).indices
+
+
+# --- Reptile (MER) ---
+
+
+def parameter_snapshot(parameters: list[nn.Parameter]) -> list[torch.Tensor]:
+    """Detached copies of the parameters' current values, to interpolate back towards."""
+    return [param.detach().clone() for param in parameters]
+
+
+@torch.no_grad()
+def reptile_interpolate(
+    parameters: list[nn.Parameter], before: list[torch.Tensor], weight: float
+) -> None:
+    """Reptile's meta step in place: θ ← θ_before + weight·(θ − θ_before).
+
+    weight=0 restores θ_before exactly, weight=1 keeps θ (torch.lerp is exact at both ends).
+    """
+    for param, start in zip(parameters, before, strict=True):
+        param.copy_(torch.lerp(start, param, weight))

@@ -28,15 +28,22 @@ def trainer_in_task_1(tmp_path):
     return trainer_at_second_task(tmp_path, PLAIN)
 
 
-def gradients(trainer, stream: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
-    """The stream batch's gradient before and after adjust_gradients, and the reference one."""
+def stream_gradient(trainer, stream: torch.Tensor) -> tuple[object, list, torch.Tensor]:
+    """A stream batch's prepared batch, the parameters its loss reaches and its gradient (left
+    in .grad for adjust_gradients), in train mode as the loop steps."""
     method, model = trainer.method, trainer.model
     batch = trainer.steps.batches_ahead([PlannedStep(stream, len(stream))])[0]
     model.train()
     trainer.optimizer.zero_grad(set_to_none=True)
     method.loss(batch)[0].backward()
     parameters = [param for param in model.parameters() if param.grad is not None]
-    before = flat_gradient(parameters)
+    return batch, parameters, flat_gradient(parameters)
+
+
+def gradients(trainer, stream: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+    """The stream batch's gradient before and after adjust_gradients, and the reference one."""
+    method, model = trainer.method, trainer.model
+    batch, parameters, before = stream_gradient(trainer, stream)
     memory = trainer.memory.indices  # sample_size 256 > 100 stored: the whole memory
     x = trainer.context.inputs(memory)
     reference = loss_gradient(F.cross_entropy(model(x), trainer.context.labels(memory)), parameters)
