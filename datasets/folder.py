@@ -3,6 +3,9 @@
 from __future__ import annotations
 
 import os
+import warnings
+from concurrent.futures import ThreadPoolExecutor
+from functools import cache
 from pathlib import Path
 
 import torch
@@ -16,6 +19,8 @@ IMAGENET_MEAN = (0.485, 0.456, 0.406)
 IMAGENET_STD = (0.229, 0.224, 0.225)
 EAGER_LIMIT_BYTES = 256 * 2**20  # decode everything up front below this decoded size
 STATS_SAMPLE = 256  # images decoded to estimate mean/std of a lazy folder
+TORCHVISION_FORMATS = (".png", ".jpg", ".jpeg", ".webp")
+MAX_DECODE_THREADS = 8
 
 
 def channel_stats(images: torch.Tensor) -> tuple[tuple[float, ...], tuple[float, ...]]:
@@ -81,21 +86,59 @@ def scan_split(
     return files, labels
 
 
-def _center_crop_resize(image: Image.Image, size: tuple[int, int]) -> Image.Image:
-    """Resize the shorter side to fit (H, W), then take the centre crop."""
+def _center_crop_resize(image: torch.Tensor, size: tuple[int, int]) -> torch.Tensor:
+    """Resize uint8 (C, H, W) so the shorter side fits (H, W) (bilinear, antialiased, as PIL's
+    resize), then take the centre crop."""
     height, width = size
-    if image.size == (width, height):
+    if tuple(image.shape[1:]) == (height, width):
         return image
-    scale = max(height / image.height, width / image.width)
-    new_w = max(width, round(image.width * scale))
-    new_h = max(height, round(image.height * scale))
-    image = image.resize((new_w, new_h), Image.Resampling.BILINEAR)
-    left, top = (new_w - width) // 2, (new_h - height) // 2
-    return image.crop((left, top, left + width, top + height))
+    scale = max(height / image.shape[1], width / image.shape[2])
+    new_h = max(height, round(image.shape[1] * scale))
+    new_w = max(width, round(image.shape[2] * scale))
+    resized = F.interpolate(
+        image[None].float(), size=(new_h, new_w), mode="bilinear", antialias=True
+    )[0]
+    top, left = (new_h - height) // 2, (new_w - width) // 2
+    crop = resized[:, top : top + height, left : left + width]
+    return crop.round().clamp(0, 255).to(torch.uint8)
+
+
+def decode_file(path: Path, mode: str) -> torch.Tensor:
+    """One image file as uint8 (C, H, W) in `mode` ("L" or "RGB"): torchvision's decoder (C++,
+    without the GIL) for PNG/JPEG/WebP, PIL for the other formats."""
+    if path.suffix.lower() in TORCHVISION_FORMATS:
+        io = torchvision_io()
+        read_mode = io.ImageReadMode.GRAY if mode == "L" else io.ImageReadMode.RGB
+        return io.decode_image(io.read_file(str(path)), mode=read_mode)
+    with Image.open(path) as image:
+        image = image.convert(mode)
+        pixels = torch.frombuffer(bytearray(image.tobytes()), dtype=torch.uint8)
+        return pixels.view(image.height, image.width, len(mode)).permute(2, 0, 1)
+
+
+@cache
+def torchvision_io():
+    """torchvision.io, imported at the first file it decodes. Its decoders warn on every call
+    that TorchCodec will replace them (torchvision 0.29): silenced here (README: Data)."""
+    import torchvision.io
+
+    warnings.filterwarnings(
+        "ignore", message="The image decoding and encoding capabilities of TorchVision"
+    )
+    return torchvision.io
+
+
+@cache
+def decode_pool() -> ThreadPoolExecutor:
+    """Threads that decode a batch's files side by side (shared by every folder): as many as
+    torch's threads when the first batch is read (a sweep job's share of the cores), up to 8."""
+    threads = min(MAX_DECODE_THREADS, torch.get_num_threads())
+    return ThreadPoolExecutor(threads, thread_name_prefix="decode")
 
 
 class LazyImageFolder:
-    """Images decoded from disk on each batch access, so ImageNet never has to fit in memory."""
+    """Images decoded from disk on each batch access, so ImageNet never has to fit in memory;
+    a batch's files are decoded by a pool of threads."""
 
     def __init__(self, root: str | Path, files: list[str], size: tuple[int, int], mode: str):
         self.root = Path(root)
@@ -111,18 +154,17 @@ class LazyImageFolder:
         """One image as uint8 (C, H, W), converted to the folder's mode and size."""
         path = self.root / self.files[position]
         try:
-            with Image.open(path) as image:
-                image = _center_crop_resize(image.convert(self.mode), self.shape[2:])
-                pixels = torch.frombuffer(bytearray(image.tobytes()), dtype=torch.uint8)
-        except OSError as error:
+            image = decode_file(path, self.mode)
+        except (OSError, RuntimeError) as error:
             raise DatasetError(f"Cannot decode image {path}: {error}") from error
-        return pixels.view(self.shape[2], self.shape[3], self.shape[1]).permute(2, 0, 1)
+        return _center_crop_resize(image, self.shape[2:])
 
     def __getitem__(self, index: torch.Tensor | int) -> torch.Tensor:
         positions = torch.as_tensor(index).reshape(-1).tolist()
         batch = torch.empty((len(positions), *self.shape[1:]), dtype=torch.uint8)
-        for row, position in enumerate(positions):
-            batch[row] = self.decode(position)
+        images = decode_pool().map(self.decode, positions) if len(positions) > 1 else None
+        for row, image in enumerate(images or [self.decode(p) for p in positions]):
+            batch[row] = image
         return batch[0] if torch.as_tensor(index).dim() == 0 else batch
 
     def load_all(self) -> torch.Tensor:

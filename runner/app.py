@@ -28,7 +28,7 @@ from rainbow_runner.runner.checkpoint import (
     resume_command,
     resume_state,
 )
-from rainbow_runner.runner.config import group_choice
+from rainbow_runner.runner.config import group_choice, memory_of
 from rainbow_runner.runner.config_check import (
     ConfigError,
     check_config,
@@ -37,6 +37,7 @@ from rainbow_runner.runner.config_check import (
     resolve_device,
 )
 from rainbow_runner.runner.evaluation import ACCURACY_DECIMALS
+from rainbow_runner.runner.models.workload import MACS_PER_THREAD, forward_macs, threads_for
 from rainbow_runner.runner.options import apply_deprecated_keys, check_method_and_memory_options
 from rainbow_runner.runner.reporting.metrics import summarize
 from rainbow_runner.runner.reporting.results import (
@@ -73,12 +74,12 @@ def config_choices(cfg: DictConfig) -> dict:
     """The settings that identify a run in summaries and reports."""
     return {
         "mode": cfg.mode.name,
-        "mem_manage": cfg.mem_manage.name,
+        "mem_manage": memory_of(cfg.mode.name, cfg.mem_manage.name, "none"),
         "dataset": cfg.dataset.name,
         "stream": cfg.stream.name,
         "exp": cfg.exp.name,
         "model": group_choice(cfg, "model"),
-        "mem_size": int(cfg.mem_size),
+        "mem_size": int(memory_of(cfg.mode.name, cfg.mem_size, 0)),
         "trans": "+".join(cfg.trans) if cfg.trans else "none",
         "seed": int(cfg.seed),
         "split_seed": int(cfg.split_seed),
@@ -90,7 +91,9 @@ def config_choices(cfg: DictConfig) -> dict:
         "scheduler": group_choice(cfg, "scheduler"),
         "mem_batchsize": int(cfg.mem_batchsize),
         "warmup_epochs": int(cfg.warmup_epochs),
-        "memory_metric": str(cfg.mem_manage.get("metric") or "none"),
+        "memory_metric": str(
+            memory_of(cfg.mode.name, cfg.mem_manage.get("metric"), None) or "none"
+        ),
     }
 
 
@@ -213,11 +216,22 @@ def write_summary(writer: ResultWriter, cfg: DictConfig, trainer: Trainer, statu
     return summary
 
 
-def set_threads(cfg: DictConfig) -> None:
-    """torch's thread count for this job (num_threads, or its share of the cores in a sweep)."""
+def set_threads(cfg: DictConfig, model: torch.nn.Module, data, device: torch.device) -> str:
+    """torch's thread count for this job, and why: num_threads, its share of the cores in a
+    sweep, else (num_threads=0 on the CPU) what the model's work per step pays off for."""
     threads = job_threads(int(cfg.num_threads), sweep_launcher())
-    if threads is not None:
-        torch.set_num_threads(threads)
+    reason = "num_threads" if int(cfg.num_threads) else "the job's share of the cores"
+    if threads is None and device.type == "cpu":
+        macs = forward_macs(model, data.image_shape) * int(cfg.batchsize)
+        threads = threads_for(macs, len(os.sched_getaffinity(0)))
+        reason = (
+            f"num_threads=0: {macs / 1e6:.0f}M multiply-adds per step, one thread per "
+            f"{MACS_PER_THREAD / 1e6:.0f}M"
+        )
+    if threads is None:
+        return "torch's default"
+    torch.set_num_threads(threads)
+    return reason
 
 
 def restored_trainer(trainer: Trainer, state: dict, path: Path) -> None:
@@ -242,7 +256,6 @@ def run(cfg: DictConfig, run_dir: Path) -> dict:
     for warning in apply_deprecated_keys(cfg):
         log.warning(warning)
     check_method_and_memory_options(cfg)
-    set_threads(cfg)
     device = resolve_device(str(cfg.device))
     seed_everything(int(cfg.seed))
     run_dir = Path(run_dir)
@@ -270,12 +283,7 @@ def prepare(
     cfg: DictConfig, run_dir: Path, device: torch.device, directory: RunDirectory
 ) -> Prepared:
     """Check and build everything the run needs, in memory only."""
-    log.info(
-        "run directory: %s | device: %s | torch threads: %d",
-        run_dir,
-        device,
-        torch.get_num_threads(),
-    )
+    log.info("run directory: %s | device: %s", run_dir, device)
     log.info("config:\n%s", OmegaConf.to_yaml(cfg, resolve=True))
     for warning in config_warnings(cfg):
         log.warning(warning)
@@ -285,13 +293,20 @@ def prepare(
     check_data_settings(cfg, data.n_classes)
     split = build_split(cfg, data)
     checkpoint_path = run_dir / CHECKPOINT_NAME
+    writer = ResultWriter(
+        run_dir,
+        open_now=False,
+        loggers={} if cfg.get("logger") is None else OmegaConf.to_container(cfg.logger),
+        config=OmegaConf.to_container(cfg, resolve=True),
+    )
+    trainer = Trainer(cfg, data, split, device, writer)
+    reason = set_threads(cfg, trainer.model, data, device)
+    log.info("torch threads: %d (%s)", torch.get_num_threads(), reason)
     arithmetic = arithmetic_settings(cfg, device, MAX_PENDING_STEPS)
     state = resume_state(cfg, checkpoint_path, device, arithmetic)
     command = resume_command(run_dir)
     log.info("if interrupted, continue with: %s", command)
-    purge_step = None if state is None else state["global_step"] + 1
-    writer = ResultWriter(run_dir, purge_step=purge_step, open_now=False)
-    trainer = Trainer(cfg, data, split, device, writer)
+    writer.purge_step = None if state is None else state["global_step"] + 1
     trainer.checkpointer = Checkpointer(
         checkpoint_path, int(cfg.checkpoint_every), cfg, command, arithmetic
     )
@@ -315,9 +330,10 @@ def train(cfg: DictConfig, prepared: Prepared) -> dict:
         raise
     finally:
         summary = write_summary(writer, cfg, trainer, status)
-        config_text = OmegaConf.to_yaml(cfg, resolve=True)
-        writer.text("config", "    " + config_text.replace("\n", "\n    "))  # a code block
-        writer.close()
+        writer.text("config", OmegaConf.to_yaml(cfg, resolve=True))
+        writer.close(complete=status == "complete")
+    if not cfg.get("keep_checkpoint", True):  # a complete run: nothing left to resume
+        (writer.run_dir / CHECKPOINT_NAME).unlink(missing_ok=True)
     log.info(
         "A_last %.2f | A_avg %.2f | F_last %.2f | I_last %.2f",
         summary["A_last"],

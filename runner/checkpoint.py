@@ -35,9 +35,10 @@ log = logging.getLogger("runner")
 
 CHECKPOINT_NAME = "checkpoint.pt"
 FORMAT = 1
-# Settings left out of the config comparison. The first five never change what is computed;
-# log_every, num_threads and device do change the floating-point rounding, and are compared
-# through their effect (the arithmetic record: threads in use, device found) instead.
+# Settings left out of the config comparison. The first five, the trackers and keep_checkpoint
+# never change what is computed; log_every, num_threads and device do change the floating-point
+# rounding, and are compared through their effect (the arithmetic record: threads in use, device
+# found) instead.
 RUN_ENVIRONMENT_KEYS = frozenset(
     {
         "resume",
@@ -49,6 +50,8 @@ RUN_ENVIRONMENT_KEYS = frozenset(
         "log_every",
         "num_threads",
         "device",
+        "logger",
+        "keep_checkpoint",
     }
 )
 

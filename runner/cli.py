@@ -16,6 +16,7 @@ import os
 os.environ.setdefault("OMP_WAIT_POLICY", "PASSIVE")
 
 import logging  # noqa: E402
+import re  # noqa: E402
 import sys  # noqa: E402
 import traceback  # noqa: E402
 from pathlib import Path  # noqa: E402
@@ -76,6 +77,14 @@ def one_paragraph(error: BaseException) -> str:
         group = str(error.missing_cfg_file or "").rsplit("/", 1)[0]
         first = text.strip().splitlines()[0]
         return f"{first}; the options of {group} are: {', '.join(error.options)}."
+    unloadable = re.search(r"Could not load '(\w+)/([^']+)'", text)  # a list selection
+    if unloadable and (CONFIG_DIR / unloadable.group(1)).is_dir():
+        group = unloadable.group(1)
+        options = sorted(path.stem for path in (CONFIG_DIR / group).glob("*.yaml"))
+        return (
+            f"{group}={unloadable.group(2)}: no conf/{group}/{unloadable.group(2)}.yaml; "
+            f"the options of {group} are: {', '.join(options)} (several: {group}=[a,b])."
+        )
     lines = []
     for line in text.splitlines():
         if line.strip().startswith("Config search path"):

@@ -7,6 +7,7 @@ from omegaconf import DictConfig
 
 from rainbow_runner.memory import MEMORIES
 from rainbow_runner.methods import METHODS
+from rainbow_runner.runner.reporting.trackers import check_trackers
 from rainbow_runner.runner.schema import ConfigError, check_settings
 
 __all__ = ["ConfigError", "check_config", "check_data_settings", "config_warnings"]
@@ -29,6 +30,7 @@ def check_config(cfg: DictConfig) -> None:
             "in the run directory, overwrite=true replaces it; give one of them."
         )
     resolve_device(str(cfg.device))
+    check_trackers(cfg.get("logger"))
 
 
 def check_data_settings(cfg: DictConfig, n_classes: int) -> None:

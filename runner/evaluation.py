@@ -124,12 +124,14 @@ def record_task(
         "wall_seconds": seconds,
     }
     writer.add_task(row, group_accuracy)
-    writer.scalar("test/accuracy", accuracy, task_id)
+    writer.scalar("test/accuracy", accuracy, task_id, "task")
     if topk > 1:
-        writer.scalar(f"test/accuracy_top{topk}", row[f"test_acc_top{topk}"], task_id)
+        writer.scalar(f"test/accuracy_top{topk}", row[f"test_acc_top{topk}"], task_id, "task")
+    writer.scalar("test/A_avg_so_far", row["A_avg_so_far"], task_id, "task")
+    writer.scalar("test/forgetting_so_far", row["forgetting_so_far"], task_id, "task")
     for group, value in enumerate(group_accuracy):  # row task_id of the accuracy matrix
-        writer.scalar(f"test/acc_task{group}", value, task_id)
-    writer.scalar("train/task_loss", train_loss, task_id)
+        writer.scalar(f"test/acc_task{group}", value, task_id, "task")
+    writer.scalar("train/task_loss", train_loss, task_id, "task")
     writer.histogram("memory/class", memory.labels.numpy(), task_id)
     log.info(
         "task %d/%d | classes %d | train %d | memory %d | test acc %.2f%% | loss %.4f | %.1fs",

@@ -158,7 +158,9 @@ SETTINGS: dict[str, Setting] = {
     "cuda_graphs": Setting(
         "choice", "replay the autoaug/randaug passes as CUDA graphs", choices=SWITCH
     ),
-    "num_threads": Setting("int", "CPU threads for torch (0 = all cores, or the job's share)", 0),
+    "num_threads": Setting(
+        "int", "CPU threads for torch (0 = by the model's size, or the job's share)", 0
+    ),
     "data_root": Setting("text", "where data sets are looked for"),
     "download": Setting("bool", "let torchvision download MNIST/Fashion-MNIST/CIFAR"),
     "eval_batchsize": Setting("int", "test-time batch size", 1),
@@ -170,6 +172,7 @@ SETTINGS: dict[str, Setting] = {
     "resume": Setting("bool", "continue from <run dir>/checkpoint.pt"),
     "overwrite": Setting("bool", "replace the earlier run's outputs in the run directory"),
     "checkpoint_every": Setting("int", "also checkpoint inside a task every N steps", 0),
+    "keep_checkpoint": Setting("bool", "keep checkpoint.pt after a complete run"),
     "stream.online_iter": Setting("int", "gradient steps per incoming batch", 1),
     "stream.memory_epochs": Setting("int", "epochs on the memory alone after each task", 0),
     "exp.blurry": Setting("number", "% of each class's samples dealt to other tasks", 0, 100),

@@ -20,6 +20,7 @@ from pathlib import Path
 
 import pandas as pd
 
+from rainbow_runner.runner.config import memory_of
 from rainbow_runner.runner.reporting.plots import plot_curves, plot_matrices
 from rainbow_runner.runner.reporting.settings import MISSING, distinguishing_keys, saved_settings
 from rainbow_runner.runner.reporting.sweeps import foreign_runs
@@ -113,7 +114,10 @@ def load_runs(run_dirs: list[Path]) -> tuple[pd.DataFrame, list[str]]:
             if row is None:
                 continue
             row.update(status="no summary", tasks_done=0, complete=False)
-        settings = saved_settings(run_dir, set(row))
+        memoryless = memory_of(str(row["mode"]), None, "none") == "none"
+        if memoryless:  # summaries written before config_choices said so
+            row.update(mem_manage="none", mem_size=0, memory_metric="none")
+        settings = saved_settings(run_dir, set(row), memoryless)
         row.update(settings)
         row["settings"] = list(settings)
         row["run_dir"] = str(run_dir)

@@ -1,9 +1,10 @@
-"""Run outputs: per-task CSVs rewritten after every task, a summary, TensorBoard events."""
+"""Run outputs: per-task CSVs rewritten after every task, a summary, the trackers' records."""
 
 from __future__ import annotations
 
 import io
 import json
+from collections.abc import Mapping
 from pathlib import Path
 
 import numpy as np
@@ -23,7 +24,7 @@ def write_csv_atomically(frame: pd.DataFrame, path: Path) -> None:
 
 
 class ResultWriter:
-    """Owns results/ and the TensorBoard directory of one run.
+    """Owns results/ and the trackers (logger=..., TensorBoard by default) of one run.
 
     With open_now=False nothing is written until open(): a run builds and restores everything
     first, and only a run that passed every check touches its directory.
@@ -35,70 +36,58 @@ class ResultWriter:
         tensorboard: bool = True,
         purge_step: int | None = None,
         open_now: bool = True,
+        loggers: Mapping | None = None,
+        config: dict | None = None,
     ) -> None:
+        """loggers: the config's `logger` (tracker name -> options); None: TensorBoard alone
+        (or nothing with tensorboard=False). config: the resolved config trackers record."""
         self.run_dir = Path(run_dir)
         self.results_dir = self.run_dir / "results"
-        self.tensorboard = tensorboard
+        if loggers is None:
+            loggers = {"tensorboard": {}} if tensorboard else {}
+        self.loggers = loggers
+        self.config = config or {}
         self.purge_step = purge_step
         self.task_rows: list[dict] = []
         self.acc_rows: list[np.ndarray] = []
-        self.events = None
+        self.trackers: list = []
         self.opened = False
         self._tables_pending = False
         if open_now:
             self.open()
 
     def open(self) -> None:
-        """Create results/ and the TensorBoard writer; write the tables restored so far."""
+        """Create results/ and the trackers; write the tables restored so far."""
         if self.opened:
             return
         self.opened = True
         self.results_dir.mkdir(parents=True, exist_ok=True)
+        if self.loggers:
+            from rainbow_runner.runner.reporting.trackers import RunContext, open_trackers
+
+            context = RunContext(self.run_dir, self.config, self.purge_step, len(self.task_rows))
+            self.trackers = open_trackers(self.loggers, context)
         if self._tables_pending:
             self._write_tables()
 
-    def event_writer(self):
-        """TensorBoard's writer, created (and torch.utils.tensorboard imported, ~1 s) at the
-        first event, so training starts without waiting for it; None without TensorBoard."""
-        if self.events is None and self.tensorboard and self.opened:
-            from torch.utils.tensorboard import SummaryWriter
-
-            # purge_step: a resumed run hides the events an interrupted run logged past it.
-            self.events = SummaryWriter(
-                log_dir=str(self.run_dir / "tb"), purge_step=self.purge_step
-            )
-        return self.events
-
-    def scalar(self, tag: str, value: float, step: int) -> None:
-        if self.event_writer() is not None:
-            self.events.add_scalar(tag, value, step)
+    def scalar(self, tag: str, value: float, step: int, axis: str = "step") -> None:
+        """axis: "step" (gradient steps), "task" (task index) or "final" (see Tracker)."""
+        for tracker in self.trackers:
+            tracker.scalar(tag, value, step, axis)
 
     def histogram(self, tag: str, values: np.ndarray, step: int) -> None:
-        if self.event_writer() is not None and len(values):
-            self.events.add_histogram(tag, values, step)
+        for tracker in self.trackers:
+            tracker.histogram(tag, values, step)
 
     def text(self, tag: str, text: str) -> None:
-        if self.event_writer() is not None:
-            self.events.add_text(tag, text, 0)
+        for tracker in self.trackers:
+            tracker.text(tag, text)
 
     def hparams(self, settings: dict, metrics: dict[str, float]) -> None:
-        """The HParams tab's record of this run: its settings and its headline metrics.
-
-        Written into the run's own event stream (torch's add_hparams would open a second run
-        directory), with each metric also as a scalar `summary/<name>` the tab reads.
-        """
-        if self.event_writer() is None:
-            return
-        from torch.utils.tensorboard.summary import hparams
-
-        values = {key: value for key, value in settings.items() if value is not None}
-        tags = {f"summary/{name}": float(value) for name, value in metrics.items()}
-        experiment, session_start, session_end = hparams(values, tags)
-        writer = self.events._get_file_writer()
-        for summary in (experiment, session_start, session_end):
-            writer.add_summary(summary)
-        for tag, value in tags.items():
-            self.events.add_scalar(tag, value, 0)
+        """The run's identifying settings and headline metrics (TensorBoard's HParams tab, a
+        tracker's summary)."""
+        for tracker in self.trackers:
+            tracker.summary(settings, metrics)
 
     def add_task(self, row: dict, acc_row: np.ndarray) -> None:
         """Record one task's results and rewrite tasks.csv and acc_matrix.csv."""
@@ -147,10 +136,11 @@ class ResultWriter:
         text = json.dumps(content, indent=2, default=str)
         replace_atomically(self.run_dir / name, lambda handle: handle.write(text.encode()))
 
-    def close(self) -> None:
-        if self.events is not None:
-            self.events.flush()
-            self.events.close()
+    def close(self, complete: bool = True) -> None:
+        """Finish every tracker (complete=False: the run failed or was interrupted)."""
+        trackers, self.trackers = self.trackers, []
+        for tracker in trackers:
+            tracker.close(complete)
 
 
 def command_line_overrides() -> list[str]:

@@ -25,6 +25,8 @@ IGNORED = {
     "data_root",
     "download",
     "joint_acc",
+    "logger",  # the trackers (group choice and logger.* options)
+    "keep_checkpoint",
 }
 # Group choices already in the summary (by name) or implied by the resolved values.
 IMPLIED_GROUPS = {"mode", "mem_manage", "dataset", "stream", "exp", "experiment"}
@@ -50,8 +52,11 @@ def setting_text(value) -> str:
     return "null" if value is None else str(value)
 
 
-def saved_settings(run_dir: Path, summary_keys: set[str]) -> dict[str, str]:
-    """The run's saved config and group choices, minus IGNORED and the summary's own columns."""
+def saved_settings(
+    run_dir: Path, summary_keys: set[str], memoryless: bool = False
+) -> dict[str, str]:
+    """The run's saved config and group choices, minus IGNORED and the summary's own columns
+    (and, for a mode that keeps no memory, the unused memory's mem_manage.* options)."""
     from omegaconf import OmegaConf
 
     import rainbow_runner.runner.config  # noqa: F401  (the config's resolvers)
@@ -61,7 +66,8 @@ def saved_settings(run_dir: Path, summary_keys: set[str]) -> dict[str, str]:
     if hydra_file.exists():
         choices = OmegaConf.select(OmegaConf.load(hydra_file), "hydra.runtime.choices") or {}
         for group, choice in OmegaConf.to_container(choices).items():
-            if "/" not in group and "@" not in group and group not in IMPLIED_GROUPS:
+            skipped = group in IMPLIED_GROUPS or group in IGNORED
+            if "/" not in group and "@" not in group and not skipped:
                 settings[group] = setting_text(choice)
     config_file = run_dir / ".hydra" / "config.yaml"
     if config_file.exists():
@@ -71,7 +77,9 @@ def saved_settings(run_dir: Path, summary_keys: set[str]) -> dict[str, str]:
         except Exception:  # an interpolation this version cannot resolve: compare it as written
             container = OmegaConf.to_container(config, resolve=False)
         for key, value in flatten(container).items():
-            if key not in IGNORED and key not in summary_keys and key not in settings:
+            ignored = key in IGNORED or key.split(".")[0] in IGNORED
+            ignored |= memoryless and key.startswith("mem_manage.")
+            if not ignored and key not in summary_keys and key not in settings:
                 settings[key] = setting_text(value)
     return settings
 

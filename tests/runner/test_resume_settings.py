@@ -64,9 +64,11 @@ def test_resuming_with_other_arithmetic_is_refused_naming_the_override(
     assert not list((run_dir / "results").iterdir())  # refused before any write
 
 
-def test_num_threads_0_compares_the_threads_it_resolves_to(tmp_path, interrupted):
+def test_num_threads_0_compares_the_threads_it_resolves_to(tmp_path, interrupted, monkeypatch):
+    from rainbow_runner.runner import app
+
     _, checkpoint = interrupted
-    torch.set_num_threads(3)  # "all cores" of the machine the run resumes on
+    monkeypatch.setattr(app, "threads_for", lambda macs, cores: 3)  # as a bigger model would
     overrides = [o if o != "num_threads=1" else "num_threads=0" for o in ER]
     resume, _ = resume_with(tmp_path, checkpoint, "all_cores", overrides)
     with pytest.raises(

@@ -32,6 +32,10 @@ def run_directory_names(overrides: list[str]) -> tuple[str, str]:
 def test_a_mode_without_memory_names_none(mode, run, subdir):
     got_run, got_subdir = run_directory_names([f"mode={mode}"])
     assert got_run == run and got_subdir.startswith(subdir)
+    choices = config_choices(compose_config([f"mode={mode}"]))  # summary.csv and the report
+    memory = run.split("_")[1], int(run.rsplit("mem", 1)[1])
+    assert (choices["mem_manage"], choices["mem_size"]) == memory
+    assert choices["memory_metric"] == "none"
 
 
 def test_uncommitted_changes_are_flagged(tmp_path):
