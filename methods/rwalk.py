@@ -26,6 +26,8 @@ class RWalk(RegularizedReplay):
     importance = F/max F + S/max S, θ* ← θ. Penalty: reg_coef · Σ importance · (θ − θ*)².
     """
 
+    needs_task_boundaries = True  # scores merged and anchor taken at each task's end
+
     def __init__(
         self,
         context: MethodContext,

@@ -105,6 +105,7 @@ def trainer_state_dict(trainer: Trainer, position: StreamPosition) -> dict[str, 
         "running": trainer.steps.running.state_dict(),
         "record": trainer.record.state_dict(time.perf_counter() - trainer.run_started),
         "results": trainer.writer.state_dict(),
+        "anytime": trainer.anytime.state_dict(),
         "rng": rng_state(),
     }
 
@@ -126,6 +127,7 @@ def load_trainer_state(trainer: Trainer, state: dict[str, Any]) -> None:
     trainer.steps.running.load_state_dict(state["running"])
     trainer.record = RunRecord.from_state_dict(state["record"])
     trainer.writer.load_state_dict(state["results"])
+    trainer.anytime.load_state_dict(state.get("anytime"))  # absent from older checkpoints
     trainer.resume = ResumePoint.at(position)
     if trainer.checkpointer is not None:
         trainer.checkpointer.last_step = trainer.steps.global_step
