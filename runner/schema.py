@@ -174,7 +174,7 @@ SETTINGS: dict[str, Setting] = {
     "stream.online_iter": Setting("int", "gradient steps per incoming batch", 1),
     "stream.memory_epochs": Setting("int", "epochs on the memory alone after each task", 0),
     "exp.blurry": Setting("number", "% of each class's samples dealt to other tasks", 0, 100),
-    "exp.disjoint_classes": Setting("number", "i-Blurry: % of classes confined to one period", 0, 100),
+    "exp.disjoint_classes": Setting("number", "i-Blurry: % of classes in one period", 0, 100),
     "exp.task_boundaries": Setting("bool", "i-Blurry: the periods act as tasks (false: task-free)"),
 }
 
