@@ -13,6 +13,7 @@ import torch
 
 from rainbow_runner.runner.anytime import a_auc
 from rainbow_runner.runner.checkpoint import CHECKPOINT_NAME, load_checkpoint
+from rainbow_runner.runner.reporting.report import write_report
 from rainbow_runner.runner.schema import ConfigError
 from tests.conftest import run_cli, run_in_process
 
@@ -53,6 +54,10 @@ def test_evaluating_never_changes_training(tmp_path: Path, mode: str) -> None:
     assert (curve["n_samples_seen"] // 100).tolist() == list(range(1, 15))
     assert (np.diff(curve["n_seen_classes"]) >= 0).all() and curve["n_seen_classes"].max() == 10
     assert timed["A_AUC"] == pytest.approx(curve["accuracy"].mean(), abs=1e-4)
+
+    report = write_report([tmp_path], tmp_path / "report")
+    assert (tmp_path / "report" / "anytime_curves.png").stat().st_size > 0
+    assert "| A_AUC |" in report.markdown and "anytime_curves.png" in report.markdown
 
 
 def test_task_free_run_trains_on_the_stream_only(tmp_path: Path) -> None:
