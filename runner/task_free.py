@@ -10,8 +10,8 @@ from omegaconf import DictConfig
 from rainbow_runner.datasets.base import ImageData
 from rainbow_runner.datasets.iblurry import make_iblurry_split, read_iblurry_split
 from rainbow_runner.datasets.splits import TaskSplit
-from rainbow_runner.memory import MEMORIES
-from rainbow_runner.methods import METHODS
+from rainbow_runner.memory import MEMORIES, Memory
+from rainbow_runner.methods import METHODS, Method
 from rainbow_runner.runner.schema import ConfigError
 
 
@@ -78,6 +78,13 @@ def check_task_free(cfg: DictConfig) -> None:
             f"a memory that takes in the stream as it flows (e.g. mem_manage=reservoir) or keep "
             f"exp.task_boundaries=true."
         )
+
+
+def acts_at_task_ends(method: type[Method], memory: Memory) -> bool:
+    """Whether a mode with its memory needs the periods to act as tasks: the method says so,
+    or the memory is updated at the end of each task rather than as the stream flows."""
+    memory_at_ends = method.uses_memory and memory.capacity > 0 and not memory.streaming
+    return method.needs_task_boundaries or memory_at_ends
 
 
 def task_free_mode(name: str) -> bool:

@@ -40,7 +40,7 @@ from rainbow_runner.runner.run_state import (
 from rainbow_runner.runner.running import NonFiniteLossError
 from rainbow_runner.runner.schedule import TaskSchedule
 from rainbow_runner.runner.steps import PlannedStep, StepRunner, planned_task_steps
-from rainbow_runner.runner.task_free import grow_head, task_boundaries
+from rainbow_runner.runner.task_free import acts_at_task_ends, grow_head
 
 __all__ = ["NonFiniteLossError", "RunRecord", "Trainer"]
 
@@ -73,7 +73,6 @@ class Trainer:
         # appearance, so the first sample's class is label 0); else as the split says per task.
         self.stream_exposure = self.online and self.split.stream_exposure
         self.n_exposed = 1 if self.stream_exposure else self.split.exposed[0]
-        self.task_boundaries = task_boundaries(cfg)  # false: optimizer, hooks only at the start
         self.anytime = AnytimeEvaluation(int(cfg.get("eval_period", 0) or 0))
         sizes = [len(task) for task in self.split.train_tasks]
         self.stream_offsets = [sum(sizes[:task]) for task in range(len(sizes))]
@@ -82,6 +81,12 @@ class Trainer:
         capacity = int(cfg.mem_size) if method_class.uses_memory else 0
         self.memory = build_memory(cfg, capacity, split.n_classes, self.split.n_tasks)
         self.precision, self.augmenter = speed_and_augmenter(cfg, data, self.model, device)
+        # i-Blurry online: the periods act as tasks only for a mode that needs them (checked
+        # against exp.task_boundaries); for the others the optimizer, before_task, memory epochs
+        # and after_task belong to the run, not to each period.
+        self.task_boundaries = not self.stream_exposure or acts_at_task_ends(
+            method_class, self.memory
+        )
         self.schedule = TaskSchedule(
             instantiate(cfg.optimizer), instantiate(cfg.scheduler), int(cfg.warmup_epochs)
         )
