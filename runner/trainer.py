@@ -231,7 +231,7 @@ class Trainer:
                 self.steps.run(planned, together=self.steps_ahead > 1)
             reached = first + (done + len(chunk)) * batchsize
             checkpoint_inside(self, STREAM_PHASE, 0, reached, None, warm)
-        self.schedule.end_epoch(warm)
+        self.schedule.end_epoch(warm, step=self.task_boundaries)
 
     def _new_exposure(self, incoming: torch.Tensor, exposed: int) -> int | None:
         """The class count once `incoming` arrives, if it brings new classes (i-Blurry online)."""

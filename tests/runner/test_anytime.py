@@ -16,6 +16,11 @@ from rainbow_runner.runner.checkpoint import CHECKPOINT_NAME, load_checkpoint
 from rainbow_runner.runner.reporting.report import write_report
 from rainbow_runner.runner.schema import ConfigError
 from tests.conftest import run_cli, run_in_process
+from tests.runner.test_resume_checkpoint import (
+    assert_same_results,
+    resume_from,
+    run_keeping_checkpoints,
+)
 
 IBLURRY = ["exp=iblurry", "stream=online", "n_epoch=1", "mem_size=60", "progress=false"]
 NOT_TIMED = {"tasks.csv": ["wall_seconds"], "acc_matrix.csv": []}
@@ -78,3 +83,24 @@ def test_mode_needing_task_boundaries_is_refused_task_free() -> None:
 def test_eval_period_needs_an_online_stream(tmp_path: Path) -> None:
     with pytest.raises(ConfigError, match="eval_period=50.*stream=offline"):
         run_in_process(tmp_path, ["mode=er", "stream=offline", "eval_period=50", "n_epoch=1"])
+
+
+def test_resumed_task_free_run_repeats_the_run(tmp_path: Path, monkeypatch) -> None:
+    """A task-free stream's optimizer runs through the periods, and the anytime points survive:
+    resumed after a period or inside one, the run ends as the uninterrupted one."""
+    overrides = [*IBLURRY, "mode=er", "eval_period=100", "augment_chunk=256"]
+    run_in_process(tmp_path / "reference", [*overrides, "checkpoint_every=0"])
+    every = [*overrides, "checkpoint_every=9"]
+    kept = run_keeping_checkpoints(tmp_path / "checkpointed", every, monkeypatch)
+    after_period = [k for k in kept if not k["inside"] and k["task"] == 2]
+    inside = [k for k in kept if k["inside"] and k["task"] == 3]
+    for n, checkpoint in enumerate([*after_period, inside[len(inside) // 2]]):
+        resume_from(checkpoint["path"], tmp_path / f"resumed{n}", every)
+        assert_same_results(tmp_path / f"resumed{n}", tmp_path / "reference")
+        for name in ("anytime.csv", "summary.csv"):
+            got = pd.read_csv(tmp_path / f"resumed{n}" / "results" / name)
+            expected = pd.read_csv(tmp_path / "reference" / "results" / name)
+            pd.testing.assert_frame_equal(
+                got.drop(columns="seconds", errors="ignore"),
+                expected.drop(columns="seconds", errors="ignore"),
+            )
