@@ -175,6 +175,9 @@ class Method:
     # DER): the loop then draws, trains and observes one incoming batch (offline: one step) at
     # a time instead of drawing a chunk of steps ahead.
     stepwise_draws: ClassVar[bool] = False
+    # True: the method acts at task boundaries (consolidates, snapshots, corrects or retrains at
+    # a task's end): exp.task_boundaries=false refuses it (docs/task_free.md says which and why).
+    needs_task_boundaries: ClassVar[bool] = False
 
     def __init__(self, context: MethodContext) -> None:
         self.context = context

@@ -17,6 +17,8 @@ class EWC(RegularizedReplay):
     The head is left out of the penalty (its rows grow with the classes).
     """
 
+    needs_task_boundaries = True  # Fisher and anchor taken at each task's end
+
     def __init__(
         self,
         context: MethodContext,

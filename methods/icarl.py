@@ -28,6 +28,8 @@ class ICaRL(ExperienceReplay):
     nearest mean of exemplars, the means taken after each task's memory update.
     """
 
+    needs_task_boundaries = True  # old model and class means at each task's end
+
     def __init__(self, context: MethodContext, nme_task_data: bool = False) -> None:
         super().__init__(context)
         self.nme_task_data = bool(nme_task_data)

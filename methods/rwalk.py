@@ -23,6 +23,7 @@ class RWalk(RegularizedReplay):
     """
 
     checkpointed = ("fisher", "task_score", "score", "previous")
+    needs_task_boundaries = True  # scores merged and anchor taken at each task's end
 
     def __init__(
         self,

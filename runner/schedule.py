@@ -47,12 +47,13 @@ class TaskSchedule:
                 group["lr"] *= 0.1
         return warm
 
-    def end_epoch(self, warm: bool) -> None:
-        """Restore the lr after a warm-up pass (the schedule starts after it), else step it."""
+    def end_epoch(self, warm: bool, step: bool = True) -> None:
+        """Restore the lr after a warm-up pass (the schedule starts after it), else step it
+        (unless step=False: a task-free stream's periods are no epochs of its schedule)."""
         if warm:
             for group, lr in zip(self.optimizer.param_groups, self.warm_lrs, strict=True):
                 group["lr"] = lr
-        elif self.scheduler is not None:
+        elif self.scheduler is not None and step:
             self.scheduler.step()
 
     def lr(self) -> float | None:

@@ -164,6 +164,7 @@ SETTINGS: dict[str, Setting] = {
     "data_root": Setting("text", "where data sets are looked for"),
     "download": Setting("bool", "let torchvision download MNIST/Fashion-MNIST/CIFAR"),
     "eval_batchsize": Setting("int", "test-time batch size", 1),
+    "eval_period": Setting("int", "anytime evaluation every N stream samples (0 = off)", 0),
     "joint_acc": Setting(
         "number", "joint-training accuracy (%) of this setting, for I_last", 0, 100, nullable=True
     ),
@@ -176,6 +177,8 @@ SETTINGS: dict[str, Setting] = {
     "stream.online_iter": Setting("int", "gradient steps per incoming batch", 1),
     "stream.memory_epochs": Setting("int", "epochs on the memory alone after each task", 0),
     "exp.blurry": Setting("number", "% of each class's samples dealt to other tasks", 0, 100),
+    "exp.disjoint_classes": Setting("number", "i-Blurry: % of classes in one period", 0, 100),
+    "exp.task_boundaries": Setting("bool", "i-Blurry: the periods act as tasks (false: task-free)"),
 }
 
 _ABSENT = object()

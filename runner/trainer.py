@@ -11,6 +11,7 @@ import logging
 import math
 import time
 from collections.abc import Callable
+from functools import partial
 
 import torch
 from hydra.utils import instantiate
@@ -20,6 +21,7 @@ from rainbow_runner.datasets.base import ImageData
 from rainbow_runner.datasets.splits import TaskSplit
 from rainbow_runner.methods import METHODS
 from rainbow_runner.methods.base import MethodContext
+from rainbow_runner.runner.anytime import AnytimeEvaluation
 from rainbow_runner.runner.assembly import DeviceImages, run_settings, speed_and_augmenter
 from rainbow_runner.runner.checkpoint import Checkpointer
 from rainbow_runner.runner.evaluation import Evaluation, evaluate_test_set, record_task
@@ -38,6 +40,7 @@ from rainbow_runner.runner.run_state import (
 from rainbow_runner.runner.running import NonFiniteLossError
 from rainbow_runner.runner.schedule import TaskSchedule
 from rainbow_runner.runner.steps import PlannedStep, StepRunner, planned_task_steps
+from rainbow_runner.runner.task_free import acts_at_task_ends, grow_head
 
 __all__ = ["NonFiniteLossError", "RunRecord", "Trainer"]
 
@@ -66,12 +69,24 @@ class Trainer:
         self.test_x = DeviceImages(data.test_x, device).images
         self.train_labels_cpu = split.relabel(data.train_y)
         self.test_labels = split.relabel(data.test_y).to(device)
-        self.n_exposed = self.split.exposed[0]
+        # i-Blurry online: a class is exposed when its first sample arrives (labels follow first
+        # appearance, so the first sample's class is label 0); else as the split says per task.
+        self.stream_exposure = self.online and self.split.stream_exposure
+        self.n_exposed = 1 if self.stream_exposure else self.split.exposed[0]
+        self.anytime = AnytimeEvaluation(int(cfg.get("eval_period", 0) or 0))
+        sizes = [len(task) for task in self.split.train_tasks]
+        self.stream_offsets = [sum(sizes[:task]) for task in range(len(sizes))]
         self.model = instantiate(cfg.model, in_shape=data.image_shape, n_classes=self.n_exposed)
         self.model.to(device)
         capacity = int(cfg.mem_size) if method_class.uses_memory else 0
         self.memory = build_memory(cfg, capacity, split.n_classes, self.split.n_tasks)
         self.precision, self.augmenter = speed_and_augmenter(cfg, data, self.model, device)
+        # i-Blurry online: the periods act as tasks only for a mode that needs them (checked
+        # against exp.task_boundaries); for the others the optimizer, before_task, memory epochs
+        # and after_task belong to the run, not to each period.
+        self.task_boundaries = not self.stream_exposure or acts_at_task_ends(
+            method_class, self.memory
+        )
         self.schedule = TaskSchedule(
             instantiate(cfg.optimizer), instantiate(cfg.scheduler), int(cfg.warmup_epochs)
         )
@@ -191,21 +206,63 @@ class Trainer:
         stepwise = self.method.stepwise_draws or self.memory.intake_uses_model
         per_chunk = 1 if stepwise else max(1, self.steps_ahead // repeats)
         for done in range(0, len(starts), per_chunk):  # checkpoints only between chunks
-            chunk = [task_indices[start : start + batchsize] for start in starts[done:][:per_chunk]]
-            planned = []
-            for incoming in chunk:
-                for _ in range(repeats):
+            chunk = starts[done:][:per_chunk]
+            planned, intake_exposed = [], self.n_exposed
+            for start in chunk:
+                incoming = task_indices[start : start + batchsize]
+                grow = self._new_exposure(incoming, intake_exposed)
+                intake_exposed = grow or intake_exposed
+                if grow and stepwise:  # the draw may use the model: grow before it
+                    self._expose(grow)
+                for repeat in range(repeats):
                     step = PlannedStep.of(incoming, self.method.replay(incoming))
+                    if repeat == 0 and grow and not stepwise:  # grow when its steps come
+                        step.before = partial(self._expose, grow)
+                    if repeat == repeats - 1:
+                        step.after = self._anytime_hook(start, len(incoming))
                     if stepwise:
                         self.steps.run([step], together=True)
                     else:
                         planned.append(step)
+                trained_exposed, self.context.n_exposed = self.context.n_exposed, intake_exposed
                 self.method.observe_stream(incoming)  # stepwise: after its steps (DER's logits)
+                self.context.n_exposed = trained_exposed
             if planned:  # stepwise draws ran theirs already
                 self.steps.run(planned, together=self.steps_ahead > 1)
             reached = first + (done + len(chunk)) * batchsize
             checkpoint_inside(self, STREAM_PHASE, 0, reached, None, warm)
-        self.schedule.end_epoch(warm)
+        self.schedule.end_epoch(warm, step=self.task_boundaries)
+
+    def _new_exposure(self, incoming: torch.Tensor, exposed: int) -> int | None:
+        """The class count once `incoming` arrives, if it brings new classes (i-Blurry online)."""
+        if not self.stream_exposure or not len(incoming):
+            return None
+        needed = int(self.train_labels_cpu[incoming].max()) + 1
+        return needed if needed > exposed else None
+
+    def _expose(self, n_exposed: int) -> None:
+        """A task-free stream met new classes: grow the head now, mid-task."""
+        grow_head(self.model, self.optimizer, n_exposed)
+        self.n_exposed = self.context.n_exposed = n_exposed
+
+    def _anytime_hook(self, start: int, n_incoming: int) -> Callable[[], None] | None:
+        """The evaluation to run after a batch's steps, if the batch crosses an eval point."""
+        seen_before = self.stream_offsets[self.task_id] + start
+        if not self.anytime.due(seen_before, seen_before + n_incoming):
+            return None
+        return partial(self._anytime_point, seen_before + n_incoming)
+
+    def _anytime_point(self, n_samples_seen: int) -> None:
+        row = self.anytime.measure(
+            self.model,
+            lambda: self.evaluate().accuracy,
+            n_samples_seen=n_samples_seen,
+            task=self.task_id,
+            n_seen_classes=self.n_exposed,
+        )
+        if self.writer.opened:
+            self.anytime.write(self.writer.results_dir)
+        self.writer.scalar("anytime/acc", row["accuracy"], n_samples_seen)
 
     def _run_epochs(
         self, phase: int, n_epochs: int, make_pool: Callable[[], tuple[torch.Tensor, int]]
@@ -230,9 +287,11 @@ class Trainer:
     def train_task(self, task_id: int, task_indices: torch.Tensor) -> None:
         """Everything that happens between two evaluations (from self.resume when resuming)."""
         self.task_id = self.context.task_id = task_id
-        self.n_exposed = self.context.n_exposed = self.split.exposed[task_id]
+        if not self.stream_exposure:  # else the stream exposes its classes as they come
+            self.n_exposed = self.context.n_exposed = self.split.exposed[task_id]
         self.memory.begin_task(task_id)  # the task of the samples it takes in from now on
-        if self.resume.position is None:  # a run resumed inside the task has restored all this
+        # A run resumed inside the task has restored all this; a task-free run does it once.
+        if self.resume.position is None and (self.task_boundaries or task_id == 0):
             self.begin_task()
         if self.online:
             if not self.resume.already_done(STREAM_PHASE, 0):
@@ -243,9 +302,11 @@ class Trainer:
         if self.resume.position is None:  # else it stopped in a memory epoch, after this update
             self.method.end_stream(task_id, task_indices, streamed=self.online)
         memory_pool = self.method.memory_pool
-        self._run_epochs(MEMORY_PHASE, self.method.memory_epochs(), lambda: (memory_pool(), 0))
+        memory_epochs = self.method.memory_epochs() if self.task_boundaries else 0
+        self._run_epochs(MEMORY_PHASE, memory_epochs, lambda: (memory_pool(), 0))
         self.steps.flush_window()
-        self.method.after_task(task_id)
+        if self.task_boundaries:
+            self.method.after_task(task_id)
 
     # --- evaluation and the run ---------------------------------------------------------------
 
