@@ -3,9 +3,11 @@
 from rainbow_runner.methods import (  # noqa: F401  (registration)
     agem,
     bic,
+    clib,
     der,
     er,
     ewc,
+    ewcpp,
     finetune,
     gdumb,
     icarl,

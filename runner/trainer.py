@@ -176,31 +176,48 @@ class Trainer:
     def online_pass(
         self, task_indices: torch.Tensor, resume_at: StreamPosition | None = None
     ) -> None:
-        """Each incoming batch once, in stream order, with online_iter steps per batch.
+        """Each incoming batch once, in stream order, with method.online_steps() steps each.
 
         Unless the method draws with the model (stepwise_draws), a chunk of incoming batches is
         drawn first, in the order a step-by-step pass draws them (each batch's replay() calls,
         then its observe_stream()), and trained on after: every step gets the same indices.
+        A method that trains on the memory alone (trains_on_stream=False) observes each batch
+        before its steps, and its steps hold replay()'s rows only.
         """
-        batchsize, repeats = int(self.cfg.batchsize), int(self.cfg.stream.online_iter)
+        batchsize, method = int(self.cfg.batchsize), self.method
         first = 0 if resume_at is None else resume_at.batch
-        self.steps.expect(max(0, math.ceil((len(task_indices) - first) / batchsize)) * repeats)
+        remaining = max(0, len(task_indices) - first)
+        full, rest = divmod(remaining, batchsize)
+        self.steps.expect(
+            full * method.online_steps(batchsize) + (method.online_steps(rest) if rest else 0)
+        )
         warm = self.schedule.begin_epoch() if resume_at is None else resume_at.warm
         starts = range(first, len(task_indices), batchsize)
         # A memory whose intake uses the model (GSS) must see it after each batch's steps.
-        stepwise = self.method.stepwise_draws or self.memory.intake_uses_model
-        per_chunk = 1 if stepwise else max(1, self.steps_ahead // repeats)
+        stepwise = method.stepwise_draws or self.memory.intake_uses_model
+        repeats = method.online_steps(batchsize)
+        per_chunk = 1 if stepwise else max(1, self.steps_ahead // max(1, repeats))
+        with_stream = method.trains_on_stream
         for done in range(0, len(starts), per_chunk):  # checkpoints only between chunks
             chunk = [task_indices[start : start + batchsize] for start in starts[done:][:per_chunk]]
             planned = []
             for incoming in chunk:
-                for _ in range(repeats):
-                    step = PlannedStep.of(incoming, self.method.replay(incoming))
+                if not with_stream:  # memory-only training: the batch is stored first
+                    method.observe_stream(incoming)
+                for _ in range(method.online_steps(len(incoming))):
+                    replayed = method.replay(incoming)
+                    if with_stream:
+                        step = PlannedStep.of(incoming, replayed)
+                    elif len(replayed):
+                        step = PlannedStep(replayed, 0)
+                    else:
+                        continue
                     if stepwise:
                         self.steps.run([step], together=True)
                     else:
                         planned.append(step)
-                self.method.observe_stream(incoming)  # stepwise: after its steps (DER's logits)
+                if with_stream:
+                    method.observe_stream(incoming)  # stepwise: after its steps (DER's logits)
             if planned:  # stepwise draws ran theirs already
                 self.steps.run(planned, together=self.steps_ahead > 1)
             reached = first + (done + len(chunk)) * batchsize
