@@ -11,6 +11,7 @@ from rainbow_runner.memory import MEMORIES
 from rainbow_runner.memory.clib import ImportanceMemory, importance_update, replacement_slot
 from rainbow_runner.methods.clib import BURN_IN, AdaptiveLearningRate
 from tests.methods.test_methods_common import build_trainer
+from tests.runner.test_resume_checkpoint import assert_resumed_runs_repeat_the_run
 
 
 def test_importance_tracks_the_loss_decrease_each_sample_brings():
@@ -126,3 +127,22 @@ def test_clib_stores_first_and_trains_on_the_memory_alone(tmp_path):
     memory = trainer.method.memory
     assert len(memory) == 60 and torch.bincount(memory.labels).tolist() == [30, 30]
     assert memory.importance.abs().sum() > 0
+
+
+def test_a_resumed_run_repeats_the_uninterrupted_one(tmp_path, monkeypatch):
+    """Importances, the lr schedule and the memory's measurements survive a checkpoint."""
+    overrides = ["mode=clib", "stream=offline", "n_epoch=2", "mem_size=40", "progress=false"]
+    assert_resumed_runs_repeat_the_run(tmp_path, overrides, monkeypatch)
+
+
+def test_ewcpp_anchors_at_the_running_fisher_scaled_to_one(tmp_path):
+    torch.set_num_threads(1)
+    trainer = build_trainer(tmp_path, ["mode=ewcpp", "exp=disjoint", "stream=offline"])
+    method = trainer.method
+    trainer.train_task(0, trainer.split.train_tasks[0])
+    fisher = {name: value.clone() for name, value in method.fisher.items()}
+    peak = max(float(value.max()) for value in fisher.values())
+    assert set(method.importance) == set(method.penalized) and peak > 0
+    for name, param in method.penalized.items():
+        assert torch.allclose(method.importance[name], fisher[name] / peak)
+        assert torch.equal(method.anchors[name], param.detach())
