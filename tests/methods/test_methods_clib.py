@@ -146,3 +146,10 @@ def test_ewcpp_anchors_at_the_running_fisher_scaled_to_one(tmp_path):
     for name, param in method.penalized.items():
         assert torch.allclose(method.importance[name], fisher[name] / peak)
         assert torch.equal(method.anchors[name], param.detach())
+
+
+def test_clib_refuses_a_memory_it_cannot_rank_or_train_on(tmp_path):
+    with pytest.raises(ValueError, match="needs mem_manage=clib .* not mem_manage=reservoir"):
+        build_trainer(tmp_path / "a", ["mode=clib", "mem_manage=reservoir"])
+    with pytest.raises(ValueError, match="trains on its memory alone: set mem_size > 0"):
+        build_trainer(tmp_path / "b", ["mode=clib", "mem_size=0"])
