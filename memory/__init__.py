@@ -5,6 +5,7 @@ tensors out, save and load as .npz.
 """
 
 from rainbow_runner.memory import (  # noqa: F401  (registration)
+    clib,
     greedy_balanced,
     gss,
     parametric,

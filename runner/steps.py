@@ -197,7 +197,8 @@ def planned_task_steps(
     """
     batchsize = int(cfg.batchsize)
     if online:
-        stream = math.ceil(n_task / batchsize) * int(cfg.stream.online_iter)
+        full, rest = divmod(n_task, batchsize)
+        stream = full * method.online_steps(batchsize) + (method.online_steps(rest) if rest else 0)
     else:
         stream = int(cfg.n_epoch) * math.ceil(n_task / batchsize)
     memory_after = min(int(cfg.mem_size), n_memory + n_task)

@@ -191,20 +191,28 @@ class Trainer:
     def online_pass(
         self, task_indices: torch.Tensor, resume_at: StreamPosition | None = None
     ) -> None:
-        """Each incoming batch once, in stream order, with online_iter steps per batch.
+        """Each incoming batch once, in stream order, with method.online_steps() steps each.
 
         Unless the method draws with the model (stepwise_draws), a chunk of incoming batches is
         drawn first, in the order a step-by-step pass draws them (each batch's replay() calls,
         then its observe_stream()), and trained on after: every step gets the same indices.
+        A method that trains on the memory alone (trains_on_stream=False) observes each batch
+        before its steps, and its steps hold replay()'s rows only.
         """
-        batchsize, repeats = int(self.cfg.batchsize), int(self.cfg.stream.online_iter)
+        batchsize, method = int(self.cfg.batchsize), self.method
         first = 0 if resume_at is None else resume_at.batch
-        self.steps.expect(max(0, math.ceil((len(task_indices) - first) / batchsize)) * repeats)
+        remaining = max(0, len(task_indices) - first)
+        full, rest = divmod(remaining, batchsize)
+        self.steps.expect(
+            full * method.online_steps(batchsize) + (method.online_steps(rest) if rest else 0)
+        )
         warm = self.schedule.begin_epoch() if resume_at is None else resume_at.warm
         starts = range(first, len(task_indices), batchsize)
         # A memory whose intake uses the model (GSS) must see it after each batch's steps.
-        stepwise = self.method.stepwise_draws or self.memory.intake_uses_model
-        per_chunk = 1 if stepwise else max(1, self.steps_ahead // repeats)
+        stepwise = method.stepwise_draws or self.memory.intake_uses_model
+        repeats = method.online_steps(batchsize)
+        per_chunk = 1 if stepwise else max(1, self.steps_ahead // max(1, repeats))
+        with_stream = method.trains_on_stream
         for done in range(0, len(starts), per_chunk):  # checkpoints only between chunks
             chunk = starts[done:][:per_chunk]
             planned, intake_exposed = [], self.n_exposed
@@ -214,24 +222,46 @@ class Trainer:
                 intake_exposed = grow or intake_exposed
                 if grow and stepwise:  # the draw may use the model: grow before it
                     self._expose(grow)
-                for repeat in range(repeats):
-                    step = PlannedStep.of(incoming, self.method.replay(incoming))
-                    if repeat == 0 and grow and not stepwise:  # grow when its steps come
-                        step.before = partial(self._expose, grow)
-                    if repeat == repeats - 1:
-                        step.after = self._anytime_hook(start, len(incoming))
-                    if stepwise:
-                        self.steps.run([step], together=True)
-                    else:
-                        planned.append(step)
-                trained_exposed, self.context.n_exposed = self.context.n_exposed, intake_exposed
-                self.method.observe_stream(incoming)  # stepwise: after its steps (DER's logits)
-                self.context.n_exposed = trained_exposed
+                if not with_stream:  # memory-only training: the batch is stored first
+                    self._observe(incoming, intake_exposed)
+                steps = self._batch_steps(incoming, stepwise)
+                before = partial(self._expose, grow) if grow and not stepwise else None
+                after = self._anytime_hook(start, len(incoming))
+                if steps:  # grow when its steps come, evaluate after them
+                    steps[0].before, steps[-1].after = before, after
+                    planned.extend(steps)
+                elif before or after:  # its steps ran already (stepwise), or it has none
+                    if planned:
+                        self.steps.run(planned, together=self.steps_ahead > 1)
+                    planned = []
+                    for hook in filter(None, (before, after)):
+                        hook()
+                if with_stream:  # stepwise: after its steps (DER's logits)
+                    self._observe(incoming, intake_exposed)
             if planned:  # stepwise draws ran theirs already
                 self.steps.run(planned, together=self.steps_ahead > 1)
             reached = first + (done + len(chunk)) * batchsize
             checkpoint_inside(self, STREAM_PHASE, 0, reached, None, warm)
         self.schedule.end_epoch(warm, step=self.task_boundaries)
+
+    def _batch_steps(self, incoming: torch.Tensor, stepwise: bool) -> list[PlannedStep]:
+        """An incoming batch's online steps; stepwise draws run each at once and return none."""
+        steps = []
+        for _ in range(self.method.online_steps(len(incoming))):
+            replayed = self.method.replay(incoming)
+            if self.method.trains_on_stream:
+                steps.append(PlannedStep.of(incoming, replayed))
+            elif len(replayed):  # memory-only training: the replayed rows alone
+                steps.append(PlannedStep(replayed, 0))
+            if steps and stepwise:
+                self.steps.run([steps.pop()], together=True)
+        return steps
+
+    def _observe(self, incoming: torch.Tensor, intake_exposed: int) -> None:
+        """The memory takes the batch in knowing the classes it brings (i-Blurry growth)."""
+        trained_exposed, self.context.n_exposed = self.context.n_exposed, intake_exposed
+        self.method.observe_stream(incoming)
+        self.context.n_exposed = trained_exposed
 
     def _new_exposure(self, incoming: torch.Tensor, exposed: int) -> int | None:
         """The class count once `incoming` arrives, if it brings new classes (i-Blurry online)."""
