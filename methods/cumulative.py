@@ -15,6 +15,8 @@ class Cumulative(Method):
     The earlier tasks' data is kept whole: no memory, no memory epochs.
     """
 
+    needs_task_boundaries = True  # the pool is every earlier task's data
+
     uses_memory = False
 
     def __init__(self, context: MethodContext) -> None:

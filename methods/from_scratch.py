@@ -10,6 +10,8 @@ class FromScratch(Method):
     then plain training on the task's stream, with no replay (a reference for forward
     transfer: what the model reaches on a task without anything learned before)."""
 
+    needs_task_boundaries = True  # re-initialised at each task's start
+
     uses_memory = False
 
     def before_task(self, task_id: int) -> None:

@@ -7,7 +7,7 @@ import torch
 
 from rainbow_runner.methods.agem import AveragedGEM
 from rainbow_runner.methods.base import METHODS, MethodContext, TrainBatch
-from rainbow_runner.methods.functional import (
+from rainbow_runner.methods.gradients import (
     assign_flat_gradient,
     flat_gradient,
     loss_gradient,
@@ -28,6 +28,8 @@ class GradientEpisodicMemory(AveragedGEM):
     training this reuses), memory samples are augmented as training rows and forwarded in
     the model's current mode, and memory rows are never trained on.
     """
+
+    needs_task_boundaries = True  # one constraint per earlier task
 
     def __init__(
         self,

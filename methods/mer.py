@@ -8,11 +8,8 @@ import torch
 from rainbow_runner.datasets.augment.batches import MixedBatch
 from rainbow_runner.methods.base import METHODS, NO_ROWS, MethodContext, TrainBatch
 from rainbow_runner.methods.er import ExperienceReplay
-from rainbow_runner.methods.functional import (
-    mixed_cross_entropy,
-    parameter_snapshot,
-    reptile_interpolate,
-)
+from rainbow_runner.methods.functional import mixed_cross_entropy
+from rainbow_runner.methods.gradients import parameter_snapshot, reptile_interpolate
 
 
 @METHODS.register("mer")

@@ -24,6 +24,8 @@ from rainbow_runner.methods.functional import (
 class RegularizedReplay(ExperienceReplay):
     """Experience replay plus penalty_scale · Σ importance · (θ − θ*)², added once per step."""
 
+    needs_task_boundaries = True  # importances consolidated and anchor taken at each task's end
+
     penalty_scale: float  # each subclass sets it from its options, once (steps use it)
     # Per-parameter dicts (attributes) a checkpoint keeps beside anchors and importances.
     checkpointed: ClassVar[tuple[str, ...]] = ()
@@ -96,6 +98,8 @@ class RegularizedReplay(ExperienceReplay):
 class DistilledReplay(ExperienceReplay):
     """Experience replay plus a term, from the second task on, towards the teacher: a frozen
     copy of the model taken at the end of the previous task (LwF's logits, LFL's features)."""
+
+    needs_task_boundaries = True  # the teacher is the model at the previous task's end
 
     def __init__(self, context: MethodContext) -> None:
         super().__init__(context)

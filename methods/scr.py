@@ -28,6 +28,8 @@ class SupervisedContrastiveReplay(ExperienceReplay):
     features, the means taken after each task (before the first: the untrained head).
     """
 
+    needs_task_boundaries = True  # class means for NCM recomputed at each task's end
+
     def __init__(
         self, context: MethodContext, temperature: float = 0.1, projection_dim: int = 128
     ) -> None:

@@ -9,7 +9,7 @@ import pytest
 import torch
 from torch.nn import functional as F
 
-from rainbow_runner.methods.functional import flat_gradient, loss_gradient
+from rainbow_runner.methods.gradients import flat_gradient, loss_gradient
 from rainbow_runner.runner.steps import PlannedStep
 from tests.conftest import TINY, compose_config, run_in_process
 from tests.methods.test_methods_common import build_trainer, trainer_at_second_task

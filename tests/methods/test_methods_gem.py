@@ -7,7 +7,7 @@ import pytest
 import torch
 from torch.nn import functional as F
 
-from rainbow_runner.methods.functional import flat_gradient, loss_gradient, project_on_cone
+from rainbow_runner.methods.gradients import flat_gradient, loss_gradient, project_on_cone
 from rainbow_runner.runner.options import check_method_and_memory_options
 from tests.conftest import compose_config
 from tests.methods.test_methods_agem import stream_gradient

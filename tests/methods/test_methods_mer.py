@@ -7,7 +7,7 @@ import pytest
 import torch
 from torch import nn
 
-from rainbow_runner.methods.functional import parameter_snapshot, reptile_interpolate
+from rainbow_runner.methods.gradients import parameter_snapshot, reptile_interpolate
 from rainbow_runner.runner.options import check_method_and_memory_options
 from rainbow_runner.runner.steps import PlannedStep
 from tests.conftest import compose_config

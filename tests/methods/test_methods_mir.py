@@ -10,7 +10,7 @@ from torch import nn
 from torch.func import functional_call
 from torch.nn import functional as F
 
-from rainbow_runner.methods.functional import most_interfered, virtual_sgd_parameters
+from rainbow_runner.methods.gradients import most_interfered, virtual_sgd_parameters
 from rainbow_runner.runner.options import check_method_and_memory_options
 from tests.conftest import TINY, compose_config, run_in_process
 from tests.methods.test_methods_common import trainer_at_second_task
