@@ -29,6 +29,8 @@ class GradientEpisodicMemory(AveragedGEM):
     the model's current mode, and memory rows are never trained on.
     """
 
+    needs_task_boundaries = True  # one constraint per earlier task: tasks must exist
+
     def __init__(
         self,
         context: MethodContext,
