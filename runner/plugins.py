@@ -103,22 +103,28 @@ class EarlyStopping:
         self.patience, self.restore_best, self.held_out = patience, restore_best, held_out
         self.validation_accuracy, self.model = validation_accuracy, model
         self.epochs_trained: list[int] = []  # per task: offline epochs run before it stopped
+        self.task, self.ended = -1, True
         self.rows = held_out[0][:0]
         self.best, self.best_state, self.since_best = float("-inf"), None, 0
 
-    def begin_task(self, task_id: int) -> Callable[[], bool]:
-        """Measure the starting accuracy; returns the after-epoch check (True: stop)."""
+    def begin_task(self, task_id: int) -> None:
+        """Measure the starting accuracy on the held-out rows of tasks 0..task_id."""
+        self.task, self.ended = task_id, False
         self.rows = torch.cat(self.held_out[: task_id + 1])
         self.best, self.since_best, self.best_state = float("-inf"), 0, None
         self.epochs_trained.append(0)
         self._measure()
-        return self.after_epoch
 
     def after_epoch(self) -> bool:
+        """After each offline epoch: True when `patience` epochs have brought no improvement."""
         self.epochs_trained[-1] += 1
         return self._measure() >= self.patience
 
     def end_task(self, task_id: int) -> None:
+        """Once per task (a run resumed after it has ended it already): the best weights back."""
+        if self.ended:
+            return
+        self.ended = True
         if self.restore_best and self.best_state is not None:
             self.model.load_state_dict(self.best_state)
         log.info(
@@ -127,6 +133,25 @@ class EarlyStopping:
             self.epochs_trained[-1],
             self.best,
         )
+
+    def state_dict(self) -> dict[str, Any]:
+        """The count and best so far, for a checkpoint inside a task."""
+        return {
+            "task": self.task,
+            "ended": self.ended,
+            "epochs_trained": list(self.epochs_trained),
+            "best": self.best,
+            "since_best": self.since_best,
+            "best_state": self.best_state,
+        }
+
+    def load_state_dict(self, state: dict[str, Any]) -> None:
+        self.task, self.ended = int(state["task"]), bool(state["ended"])
+        self.epochs_trained = [int(n) for n in state["epochs_trained"]]
+        self.best, self.since_best = float(state["best"]), int(state["since_best"])
+        self.best_state = state["best_state"]
+        if self.task >= 0:
+            self.rows = torch.cat(self.held_out[: self.task + 1])
 
     def _measure(self) -> int:
         """Validation accuracy now; returns the epochs since the best one."""

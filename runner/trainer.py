@@ -257,7 +257,9 @@ class Trainer:
                 self.online_pass(task_indices, self.resume.continue_at(STREAM_PHASE, 0))
         else:
             epochs, stopping = int(self.cfg.n_epoch), self.early_stopping
-            stop_after = None if stopping is None else stopping.begin_task(task_id)
+            if stopping is not None and self.resume.position is None:  # else restored
+                stopping.begin_task(task_id)
+            stop_after = None if stopping is None else stopping.after_epoch
             pool = lambda: self.method.offline_pool(task_indices)  # noqa: E731
             self._run_epochs(STREAM_PHASE, epochs, pool, stop_after)
             if stopping is not None:

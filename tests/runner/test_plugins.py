@@ -146,3 +146,11 @@ def test_the_lr_schedule_steps_per_epoch_or_per_task(tmp_path, monkeypatch, per,
             assert len(lrs) == 1  # constant within an epoch
             seen.append(lrs.pop())
     assert seen == pytest.approx(expected)
+
+
+def test_a_resumed_run_with_early_stopping_repeats_the_uninterrupted_one(tmp_path, monkeypatch):
+    """The patience count, the best accuracy and the best weights travel in the checkpoint."""
+    from tests.runner.test_resume_checkpoint import OFFLINE_ER, assert_resumed_runs_repeat_the_run
+
+    overrides = [*OFFLINE_ER, "n_epoch=4", "patience=2", "restore_best=true", "val_share=0.2"]
+    assert_resumed_runs_repeat_the_run(tmp_path, overrides, monkeypatch)
