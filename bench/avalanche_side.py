@@ -60,17 +60,26 @@ def load_sets(folder: Path) -> tuple[TensorSet, TensorSet]:
     return TensorSet(images(train_x), train_y), TensorSet(images(test_x), test_y)
 
 
+def _multistep_without_verbose(*args, verbose: bool = False, **kwargs):
+    return torch.optim.lr_scheduler.MultiStepLR(*args, **kwargs)
+
+
 def build_strategy(name: str, knobs: dict, mlp: SimpleMLP, common: dict):
     """Avalanche's strategy `name` with its own knobs; models are adapted where it needs one."""
     if name == "RWalk":  # a plugin over plain training in Avalanche
         return supervised.Naive(model=mlp, plugins=[RWalkPlugin(**knobs)], **common)
     if name == "DER++":
         return supervised.DER(model=mlp, **knobs, **common)
-    if name == "ICaRL":
+    if name == "ICaRL":  # its loss is its own (BCE with distillation): no criterion
         features = nn.Sequential(nn.Flatten(), mlp.features)
+        common = {key: value for key, value in common.items() if key != "criterion"}
         return supervised.ICaRL(
             feature_extractor=features, classifier=mlp.classifier, **knobs, **common
         )
+    if name == "BiC":  # 0.6.0 passes MultiStepLR(verbose=False), which this torch no longer takes
+        from avalanche.training.plugins import bic
+
+        bic.MultiStepLR = _multistep_without_verbose
     if name == "SCR":
         from avalanche.models import SCRModel
 

@@ -140,6 +140,7 @@ STRATEGIES: dict[str, tuple[str, dict, dict, list[str]]] = {
         ["mem_size=0"],
     ),
 }
+STRATEGIES_BY_MODE = {entry[0]: entry for entry in STRATEGIES.values()}
 COLUMNS = [
     "strategy",
     "mode",
@@ -244,7 +245,7 @@ def run_ours(mode: str, overrides: list[str], seed: int, args: argparse.Namespac
     return {**row, "A_last": float(found["A_last"]), "status": found["status"]}
 
 
-def _said(strategy: str, run: dict) -> dict:
+def _said(strategy: str, mode: str, run: dict) -> dict:
     """Print one finished run as it ends (a table of 20 strategies takes a while)."""
     accuracy = f"{run.get('A_last', float('nan')):.2f}"
     print(
@@ -252,7 +253,7 @@ def _said(strategy: str, run: dict) -> dict:
         f"{run['wall_s']:.1f} s, {run['peak_rss_mb']:.0f} MB, {run['status']}",
         flush=True,
     )
-    return run
+    return {**run, "strategy": strategy, "mode": mode}
 
 
 def _last_line(text: str) -> str:
@@ -316,8 +317,36 @@ def main(argv: list[str] | None = None) -> list[dict]:
     parser.add_argument(
         "--csv", default=str(DEFAULT_CSV), help="the table (runs: *_runs.csv); '' for none"
     )
+    parser.add_argument(
+        "--from-runs", nargs="+", type=Path, default=[], help="table of earlier *_runs.csv, no runs"
+    )
     args = parser.parse_args(argv)
 
+    if args.from_runs:
+        runs = [_typed(row) for path in args.from_runs for row in csv.DictReader(path.open())]
+    else:
+        runs = run_all(args)
+    rows = []
+    for strategy in args.strategies:
+        mode = STRATEGIES[strategy][0]
+        found = [run for run in runs if run["strategy"] == strategy]
+        if found or not args.from_runs:
+            rows.append(summarise(strategy, mode, found, _note(mode)))
+    seeds = sorted({int(run["seed"]) for run in runs}) or args.seeds
+    print(
+        f"\ncpu, {args.threads or 'all'} thread(s) per run, one run at a time, seeds "
+        f"{' '.join(map(str, seeds))}; ratios = ours / Avalanche\n"
+    )
+    print(format_table(rows, COLUMNS))
+    if args.csv:
+        _write(Path(args.csv), rows, COLUMNS)
+        print(f"written: {args.csv}")
+    return rows
+
+
+def run_all(args: argparse.Namespace) -> list[dict]:
+    """Every (strategy, seed) in both systems, one at a time; the runs CSV is rewritten after
+    each strategy, so a stopped bench keeps what it measured (--from-runs tables it)."""
     with_avalanche = AVALANCHE_PYTHON.exists()
     if not with_avalanche:
         print(
@@ -325,41 +354,40 @@ def main(argv: list[str] | None = None) -> list[dict]:
             "(make it with `bash scripts/setup_avalanche.sh`); running ours alone.",
             flush=True,
         )
-    rows, runs = [], []
+    runs = []
     for strategy in args.strategies:
         mode, _, knobs, extra = STRATEGIES[strategy]
-        notes, strategy_runs = [], []
         ours = registered(mode)
         if ours:
             overrides, missing = our_overrides(mode, knobs, extra)
             if missing:
-                notes.append(f"ours lacks mode.{', mode.'.join(missing)} (left at its default)")
-        else:
-            notes.append("not in this runner")
+                print(f"{strategy}: ours lacks mode.{', mode.'.join(missing)} (left at default)")
         for seed in args.seeds:
             if with_avalanche:
-                strategy_runs.append(_said(strategy, run_avalanche(strategy, seed, args)))
+                runs.append(_said(strategy, mode, run_avalanche(strategy, seed, args)))
             if ours:
-                strategy_runs.append(_said(strategy, run_ours(mode, overrides, seed, args)))
-        runs += [{**run, "strategy": strategy, "mode": mode} for run in strategy_runs]
-        rows.append(summarise(strategy, mode, strategy_runs, "; ".join(notes)))
+                runs.append(_said(strategy, mode, run_ours(mode, overrides, seed, args)))
+        if args.csv:
+            path = Path(args.csv)
+            _write(path.with_name(f"{path.stem}_runs.csv"), runs, RUN_COLUMNS)
+    return runs
 
-    print(
-        f"\ncpu, {args.threads or 'all'} thread(s) per run, one run at a time, seeds "
-        f"{' '.join(map(str, args.seeds))}; ratios = ours / Avalanche\n"
-    )
-    print(format_table(rows, COLUMNS))
-    if args.csv:
-        path = Path(args.csv)
-        path.parent.mkdir(parents=True, exist_ok=True)
-        _write(path, rows, COLUMNS)
-        runs_path = path.with_name(f"{path.stem}_runs.csv")
-        _write(runs_path, runs, RUN_COLUMNS)
-        print(f"written: {path} and {runs_path}")
-    return rows
+
+def _note(mode: str) -> str:
+    if not registered(mode):
+        return "not in this runner"
+    missing = our_overrides(mode, STRATEGIES_BY_MODE[mode][2], [])[1]
+    return f"ours lacks mode.{', mode.'.join(missing)}" if missing else ""
+
+
+def _typed(row: dict) -> dict:
+    """A runs-CSV row with its numbers as numbers."""
+    numbers = {k: float(row[k]) for k in ("A_last", "wall_s", "cpu_s", "peak_rss_mb") if row[k]}
+    return {**row, **numbers, "seed": int(row["seed"])}
 
 
 def _write(path: Path, rows: list[dict], columns: list[str]) -> None:
+    path.parent.mkdir(parents=True, exist_ok=True)
     with open(path, "w", newline="") as handle:
         writer = csv.DictWriter(handle, fieldnames=columns, extrasaction="ignore")
         writer.writeheader()
