@@ -11,6 +11,8 @@ from torch.nn import functional as F
 _BLOCK_ELEMENTS = 1 << 19
 # How many of the top scores a pass's guess at the following pick is drawn from.
 _SHORTLIST = 64
+# Guessing pays when at least this share of guesses is right (judged after _PROBES of them).
+_WORTH_GUESSING, _PROBES = 0.7, 16
 
 
 def herding_selection(
@@ -96,24 +98,30 @@ def _herd_block(
 
 
 def _herd_one(features: torch.Tensor, mean: torch.Tensor, steps: int) -> torch.Tensor:
-    """One group on the CPU: the same choice as _herd_block, about two steps per pass.
+    """One group on the CPU: the same choice as _herd_block, up to two steps per pass.
 
     The scores s_i = x_i . (k mean - sum of the chosen) are kept up to date (a pick p adds
     X @ (mean - x_p)); a pass over the features is what a step costs, and one product with two
-    update directions costs about the same as one. So each pass takes the exact next pick and
+    update directions costs about the same as one. So a pass can take the exact next pick and
     a guess at the one after (the best of the top `_SHORTLIST` scores once the first pick's
     update is applied to them); the guess is kept only if it is the argmax of the updated
-    scores, the pick the next step would make anyway.
+    scores, the pick the next step would make anyway. Guessing costs a little more than a plain
+    step, so a group whose first `_PROBES` guesses are mostly wrong takes plain steps.
     """
     n = len(features)
     score = torch.mv(features, mean)
     picks: list[int] = []
+    guesses = hits = 0
     while len(picks) < steps:
         first = int(score.argmax())
         picks.append(first)
         if len(picks) == steps:
             break
         towards_first = mean - features[first]
+        if guesses >= _PROBES and hits < _WORTH_GUESSING * guesses:
+            score.addmv_(features, towards_first)
+            score[first] = float("-inf")
+            continue
         short = torch.topk(score, min(_SHORTLIST, n - len(picks) + 1), sorted=False).indices
         ahead = torch.addmv(score[short], features.index_select(0, short), towards_first)
         ahead[short == first] = float("-inf")
@@ -121,7 +129,9 @@ def _herd_one(features: torch.Tensor, mean: torch.Tensor, steps: int) -> torch.T
         updates = torch.mm(torch.stack([towards_first, mean - features[guess]]), features.t())
         score += updates[0]
         score[first] = float("-inf")
+        guesses += 1
         if int(score.argmax()) == guess:
+            hits += 1
             picks.append(guess)
             score += updates[1]
             score[guess] = float("-inf")
