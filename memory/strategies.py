@@ -10,7 +10,9 @@ candidates, at most `quota.counts[g]` from group g (rainbow may fill spare capac
 order the memory stores them: sorted (random, fifo) or group by group, best first (herding,
 closest_to_center, cluster). Every strategy works on all groups at once; none loops over
 candidates in Python. A user strategy with this signature is named by import path
-(`mem_manage.select=package.module:function`).
+(`mem_manage.select=package.module:function`). The larger ones have their own modules
+(herding.py, kmeans.py); GroupQuota is in quota.py; `select=reservoir`, which needs counters
+a pure function cannot carry, is in group_reservoir.py.
 """
 
 from __future__ import annotations
@@ -184,7 +186,7 @@ def resolve_strategy(name: str | Strategy) -> Strategy:
     if "." not in name and ":" not in name:
         raise ChoiceError(
             f"unknown mem_manage.select '{name}'; valid choices are: {', '.join(STRATEGIES)}, "
-            "or a function's import path (package.module:function)."
+            "reservoir (with intake=stream), or a function's import path (package.module:function)."
         )
     return import_object(name, "mem_manage.select")
 
