@@ -19,6 +19,9 @@ class TaskSplit:
     train_tasks: list[torch.Tensor]
     exposed: list[int]
     classes_per_task: int
+    # True (i-Blurry): an online stream exposes a class when its first sample arrives; exposed[t]
+    # then counts the classes seen by the end of period t (offline runs expose those at its start).
+    stream_exposure: bool = False
 
     @property
     def n_tasks(self) -> int:

@@ -7,7 +7,7 @@ import torch
 from torch.nn import functional as F
 
 from rainbow_runner.methods.base import METHODS, Method, MethodContext, TrainBatch
-from rainbow_runner.methods.functional import (
+from rainbow_runner.methods.gradients import (
     assign_flat_gradient,
     flat_gradient,
     loss_gradient,

@@ -99,6 +99,7 @@ class RunSettings:
     replay: str  # offline epochs: per_step (memory drawn into every step) or concat
     seed: int
     memory_name: str
+    online_iter: int = 1  # stream.online_iter: gradient steps per incoming batch (online)
 
 
 @dataclass
@@ -175,6 +176,13 @@ class Method:
     # DER): the loop then draws, trains and observes one incoming batch (offline: one step) at
     # a time instead of drawing a chunk of steps ahead.
     stepwise_draws: ClassVar[bool] = False
+    # True: the method acts at task boundaries (consolidates, snapshots, corrects or retrains at
+    # a task's end): exp.task_boundaries=false refuses it (docs/task_free.md says which and why).
+    needs_task_boundaries: ClassVar[bool] = False
+    # False: online steps train on replay() alone (memory-only training, CLIB): the loop hands
+    # the incoming batch to observe_stream() before drawing its steps, and a step whose
+    # replay() is empty is skipped. Offline epochs are unchanged (stream rows + replay()).
+    trains_on_stream: ClassVar[bool] = True
 
     def __init__(self, context: MethodContext) -> None:
         self.context = context
@@ -217,6 +225,10 @@ class Method:
         steps before training on them, in step-by-step order.
         """
         return NO_ROWS
+
+    def online_steps(self, n_incoming: int) -> int:
+        """Gradient steps an incoming online batch of n_incoming samples gets (online_iter)."""
+        return self.context.settings.online_iter
 
     def observe_stream(self, stream_indices: torch.Tensor) -> None:
         """Let a streaming memory take in the incoming batch once its steps are drawn."""

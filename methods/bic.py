@@ -57,6 +57,8 @@ class BiC(ExperienceReplay):
     everything else frozen. Logits of class group g are always read as α_g · logit + β_g.
     """
 
+    needs_task_boundaries = True  # old model and bias correction at each task's end
+
     def __init__(
         self,
         context: MethodContext,

@@ -17,6 +17,8 @@ class EWC(RegularizedReplay):
     The head is left out of the penalty (its rows grow with the classes).
     """
 
+    needs_task_boundaries = True  # Fisher and anchor taken at each task's end
+
     def __init__(
         self,
         context: MethodContext,
@@ -41,7 +43,4 @@ class EWC(RegularizedReplay):
         pool = torch.cat([task_indices, self.memory.indices])
         if 0 < self.fisher_samples < len(pool):
             pool = pool[torch.randperm(len(pool))[: self.fisher_samples]]
-        batches = (
-            self.context.inputs(chunk) for chunk in pool.split(self.context.settings.batchsize)
-        )
-        return diagonal_fisher(self.model, batches, list(self.penalized))
+        return diagonal_fisher(self.model, self.input_batches(pool), list(self.penalized))

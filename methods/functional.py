@@ -1,17 +1,18 @@
-"""The mathematics methods share, as pure functions: losses, distillation, weight penalties,
-gradient projection, nearest-mean and LDA classification, interference scores and
-re-initialisation."""
+"""The mathematics methods share, as pure functions: losses, distillation, weight penalties and
+importances, nearest-mean and LDA classification and re-initialisation (gradient-space maths:
+methods/gradients.py)."""
 
 from __future__ import annotations
 
 import copy
-from collections.abc import Iterable
+from collections.abc import Callable, Iterable
 
 import torch
 from torch import nn
 from torch.nn import functional as F
 
 from rainbow_runner.datasets.augment.batches import MixedBatch
+from rainbow_runner.memory.base import SelectionContext, extract_features
 
 
 def mixed_cross_entropy(logits: torch.Tensor, batch: MixedBatch) -> torch.Tensor:
@@ -23,11 +24,38 @@ def mixed_cross_entropy(logits: torch.Tensor, batch: MixedBatch) -> torch.Tensor
     return torch.lerp(partner, own, batch.lam)
 
 
-def rows_cross_entropy(logits: torch.Tensor, batch: MixedBatch, rows: slice) -> torch.Tensor:
-    """mixed_cross_entropy over a contiguous block of a batch's rows (one role of the rows)."""
+def rows_cross_entropy(
+    logits: torch.Tensor, batch: MixedBatch, rows: slice | torch.Tensor
+) -> torch.Tensor:
+    """mixed_cross_entropy over some of a batch's rows (one role of the rows): a contiguous
+    block, or a bool mask / positions."""
     y_mix = None if batch.y_mix is None else batch.y_mix[rows]
     part = MixedBatch(batch.x[rows], batch.y[rows], y_mix, batch.lam)
     return mixed_cross_entropy(logits[rows], part)
+
+
+def asymmetric_cross_entropy(
+    logits: torch.Tensor,
+    batch: MixedBatch,
+    stream_rows: slice | torch.Tensor,
+    memory_rows: slice | torch.Tensor,
+) -> torch.Tensor:
+    """ER-ACE's loss (Caccia et al. 2022): the stream rows' CE sees only the logits of classes
+    present among them (the others are masked, so they get no gradient and new classes do not
+    push old ones down), the memory rows' CE is over every logit; the mean of the two terms
+    (Avalanche's ACECriterion), or the one term whose rows are present."""
+    terms = []
+    stream_y = batch.y[stream_rows]
+    if len(stream_y):
+        present = torch.zeros(logits.shape[1], dtype=torch.bool, device=logits.device)
+        present[stream_y] = True
+        if batch.y_mix is not None:
+            present[batch.y_mix[stream_rows]] = True
+        masked = logits.masked_fill(~present, torch.finfo(logits.dtype).min)
+        terms.append(rows_cross_entropy(masked, batch, stream_rows))
+    if len(batch.y[memory_rows]):
+        terms.append(rows_cross_entropy(logits, batch, memory_rows))
+    return sum(terms) / len(terms)
 
 
 def stored_logit_distance(
@@ -83,6 +111,16 @@ def soft_cross_entropy(
     return -(target * F.log_softmax(student_logits / temperature, dim=1)).sum(1).mean()
 
 
+def kl_distillation(
+    teacher_logits: torch.Tensor, student_logits: torch.Tensor, temperature: float
+) -> torch.Tensor:
+    """KL(softmax(teacher/T) ‖ softmax(student/T)), averaged over the batch (LwF, as Avalanche):
+    soft_cross_entropy less the teacher's entropy, so it is 0 where the two agree."""
+    log_student = F.log_softmax(student_logits.float() / temperature, dim=1)
+    target = F.softmax(teacher_logits.float() / temperature, dim=1)
+    return F.kl_div(log_student, target, reduction="batchmean")
+
+
 # --- weight penalties ---
 
 HEAD_PREFIX = "head."
@@ -119,27 +157,63 @@ def quadratic_penalty(
     return torch.stack(terms).sum()
 
 
+def mean_gradient_statistic(
+    model: nn.Module,
+    batches: Iterable[torch.Tensor],
+    names: list[str],
+    objective: Callable[[torch.Tensor], torch.Tensor],
+    statistic: Callable[[torch.Tensor], torch.Tensor],
+) -> dict[str, torch.Tensor]:
+    """Per named parameter, the sample-weighted mean over mini-batches of statistic(∇ objective
+    (model(x))), in eval mode (BatchNorm's running statistics untouched); zeros where a
+    parameter gets no gradient. The shape of the Fisher (EWC) and of MAS's importance."""
+    was_training = model.training
+    model.eval()
+    params = {name: param for name, param in model.named_parameters() if name in names}
+    total = {name: torch.zeros_like(param) for name, param in params.items()}
+    n_samples = 0
+    for x in batches:
+        grads = torch.autograd.grad(objective(model(x)), list(params.values()), allow_unused=True)
+        for name, gradient in zip(params, grads, strict=True):
+            if gradient is not None:
+                total[name] += statistic(gradient) * len(x)
+        n_samples += len(x)
+    model.train(was_training)
+    return {name: value / max(n_samples, 1) for name, value in total.items()}
+
+
+def _predicted_label_ce(logits: torch.Tensor) -> torch.Tensor:
+    return F.cross_entropy(logits, logits.argmax(1).detach())
+
+
+def _mean_output_norm(logits: torch.Tensor) -> torch.Tensor:
+    return logits.float().norm(dim=1).mean()
+
+
 def diagonal_fisher(
     model: nn.Module, batches: Iterable[torch.Tensor], names: list[str]
 ) -> dict[str, torch.Tensor]:
     """Diagonal Fisher as the reference estimates it: squared gradients of mini-batch CE at
     the model's own predictions, weighted by batch size, averaged over all samples (eval mode).
     """
-    was_training = model.training
-    model.eval()
-    params = {name: param for name, param in model.named_parameters() if name in names}
-    fisher = {name: torch.zeros_like(param) for name, param in params.items()}
-    n_samples = 0
-    for x in batches:
-        logits = model(x)
-        loss = F.cross_entropy(logits, logits.argmax(1).detach())
-        grads = torch.autograd.grad(loss, list(params.values()), allow_unused=True)
-        for name, gradient in zip(params, grads, strict=True):
-            if gradient is not None:
-                fisher[name] += gradient.pow(2) * len(x)
-        n_samples += len(x)
-    model.train(was_training)
-    return {name: value / max(n_samples, 1) for name, value in fisher.items()}
+    return mean_gradient_statistic(model, batches, names, _predicted_label_ce, torch.square)
+
+
+def output_norm_importance(
+    model: nn.Module, batches: Iterable[torch.Tensor], names: list[str]
+) -> dict[str, torch.Tensor]:
+    """MAS's importance: |∇ of the mean L2 norm of the outputs|, weighted by batch size and
+    averaged over all samples (Avalanche's objective: the norm, not its square)."""
+    return mean_gradient_statistic(model, batches, names, _mean_output_norm, torch.abs)
+
+
+def path_integral_importance(
+    path: torch.Tensor, change: torch.Tensor, damping: float
+) -> torch.Tensor:
+    """SI's importance of one task: max(ω, 0) / (Δ² + ξ), ω = Σ_steps −g·δθ the path integral
+    and Δ the parameter's whole change over the task (ω < 0 means it went uphill: no importance).
+    """
+    return path.clamp(min=0.0) / (change.pow(2) + damping)
 
 
 # --- nearest mean of exemplars ---
@@ -153,6 +227,17 @@ def class_means(features: torch.Tensor, labels: torch.Tensor, n_classes: int) ->
     counts = torch.bincount(labels, minlength=n_classes)[:n_classes]
     means = F.normalize(sums, dim=1)
     return means.masked_fill((counts == 0)[:, None], float("nan"))
+
+
+def sample_class_means(
+    indices: torch.Tensor, labels: torch.Tensor, selection: SelectionContext, n_classes: int
+) -> torch.Tensor | None:
+    """class_means of the current model's features of training samples (the NME classifier
+    after a task: iCaRL, SCR); None without samples."""
+    if not len(indices):
+        return None
+    features = extract_features(indices, selection)
+    return class_means(features, labels.to(features.device), n_classes)
 
 
 def nearest_mean_scores(features: torch.Tensor, means: torch.Tensor) -> torch.Tensor:
@@ -210,82 +295,3 @@ def reinitialize(model: nn.Module) -> None:
     for module in model.modules():
         if module is not model and hasattr(module, "reset_parameters"):
             module.reset_parameters()
-
-
-# --- gradient projection ---
-
-
-def flat_gradient(parameters: Iterable[nn.Parameter]) -> torch.Tensor:
-    """Every parameter's .grad in one vector (zeros where a parameter got none)."""
-    return torch.cat(
-        [
-            (param.grad if param.grad is not None else torch.zeros_like(param)).reshape(-1)
-            for param in parameters
-        ]
-    )
-
-
-def assign_flat_gradient(parameters: Iterable[nn.Parameter], gradient: torch.Tensor) -> None:
-    """Write a flat vector back into the parameters' .grad, in flat_gradient's order."""
-    offset = 0
-    for param in parameters:
-        size = param.numel()
-        value = gradient[offset : offset + size].view_as(param)
-        if param.grad is None:
-            param.grad = value.clone()
-        else:
-            param.grad.copy_(value)
-        offset += size
-
-
-def loss_gradient(loss: torch.Tensor, parameters: list[nn.Parameter]) -> torch.Tensor:
-    """d loss / d parameters in flat_gradient's order (zeros where unused); .grad is untouched."""
-    gradients = torch.autograd.grad(loss, parameters, allow_unused=True)
-    return torch.cat(
-        [
-            (gradient if gradient is not None else torch.zeros_like(param)).reshape(-1)
-            for gradient, param in zip(gradients, parameters, strict=True)
-        ]
-    )
-
-
-def project_on_reference(gradient: torch.Tensor, reference: torch.Tensor) -> torch.Tensor:
-    """A-GEM's projection: g unchanged when g·g_ref >= 0, else g − (g·g_ref / g_ref·g_ref) g_ref.
-
-    The result never increases the reference loss to first order: its dot product with the
-    reference gradient is >= 0.
-    """
-    dot = torch.dot(gradient, reference)
-    if dot >= 0:
-        return gradient
-    return gradient - dot / torch.dot(reference, reference).clamp(min=1e-12) * reference
-
-
-# --- interference (MIR) ---
-
-
-def virtual_sgd_parameters(
-    model: nn.Module, loss: torch.Tensor, param_groups: list[dict]
-) -> dict[str, torch.Tensor]:
-    """θ − lr·∇loss for the trainable parameters of an optimizer's groups (each group's lr),
-    detached and by name, for torch.func.functional_call: a look-ahead that leaves the real
-    parameters and their .grad as they are (no momentum or weight decay, as in MIR)."""
-    names = {id(param): name for name, param in model.named_parameters()}
-    params, lrs = [], []
-    for group in param_groups:
-        for param in group["params"]:
-            if param.requires_grad:
-                params.append(param)
-                lrs.append(float(group["lr"]))
-    grads = torch.autograd.grad(loss, params, allow_unused=True)
-    return {
-        names[id(param)]: torch.add(param.detach(), grad.detach(), alpha=-lr)
-        for param, lr, grad in zip(params, lrs, grads, strict=True)
-        if grad is not None
-    }
-
-
-def most_interfered(loss_before: torch.Tensor, loss_after: torch.Tensor, k: int) -> torch.Tensor:
-    """Positions of the k candidates whose loss rises most from θ to θ' (MIR's criterion)."""
-    increase = loss_after - loss_before
-    return torch.topk(increase, min(k, len(increase))).indices

@@ -14,6 +14,8 @@ class GDumb(Method):
     """The stream only fills the memory; then the model is re-initialised, given a new
     optimizer, and trained n_epoch epochs on the memory (whatever stream= says)."""
 
+    needs_task_boundaries = True  # retrains from scratch on the memory at each task's end
+
     offline_only = True
 
     def offline_pool(self, task_indices: torch.Tensor) -> tuple[torch.Tensor, int]:

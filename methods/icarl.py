@@ -5,7 +5,6 @@ from __future__ import annotations
 import torch
 from torch.nn import functional as F
 
-from rainbow_runner.memory.base import extract_features
 from rainbow_runner.methods.base import (
     METHODS,
     MethodContext,
@@ -15,9 +14,9 @@ from rainbow_runner.methods.base import (
 )
 from rainbow_runner.methods.er import ExperienceReplay
 from rainbow_runner.methods.functional import (
-    class_means,
     frozen_copy,
     nearest_mean_scores,
+    sample_class_means,
     teacher_from_state,
 )
 
@@ -28,6 +27,8 @@ class ICaRL(ExperienceReplay):
     classes, the old model's sigmoid outputs for the classes of earlier tasks. Tests with the
     nearest mean of exemplars, the means taken after each task's memory update.
     """
+
+    needs_task_boundaries = True  # old model and class means at each task's end
 
     def __init__(self, context: MethodContext, nme_task_data: bool = False) -> None:
         super().__init__(context)
@@ -56,9 +57,8 @@ class ICaRL(ExperienceReplay):
             task_indices = context.split.train_tasks[task_id]
             indices = torch.cat([indices, task_indices])
             labels = torch.cat([labels, context.train_labels[task_indices]])
-        if len(indices):
-            features = extract_features(indices, context.selection())
-            self.means = class_means(features, labels.to(features.device), context.n_exposed)
+        means = sample_class_means(indices, labels, context.selection(), context.n_exposed)
+        self.means = self.means if means is None else means
         self.old_model = frozen_copy(self.model)
 
     @torch.inference_mode()

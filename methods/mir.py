@@ -9,7 +9,7 @@ from torch.nn import functional as F
 
 from rainbow_runner.methods.base import METHODS, NO_ROWS, MethodContext
 from rainbow_runner.methods.er import ExperienceReplay
-from rainbow_runner.methods.functional import most_interfered, virtual_sgd_parameters
+from rainbow_runner.methods.gradients import most_interfered, virtual_sgd_parameters
 
 
 @METHODS.register("mir")

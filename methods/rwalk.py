@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import torch
 
-from rainbow_runner.methods.base import METHODS, MethodContext, with_prefix, without_prefix
+from rainbow_runner.methods.base import METHODS, MethodContext
 from rainbow_runner.methods.regularization import RegularizedReplay
 
 
@@ -14,10 +14,6 @@ def normalized(values: dict[str, torch.Tensor]) -> dict[str, torch.Tensor]:
     return {name: value / peak.clamp(min=1e-12) for name, value in values.items()}
 
 
-# Per-parameter dicts a checkpoint keeps, each under its name as a key prefix.
-WALK_STATE = ("fisher", "task_score", "score", "previous")
-
-
 @METHODS.register("rwalk")
 class RWalk(RegularizedReplay):
     """Every step: Fisher EMA F ← (1−alpha)·F + alpha·g² and path-integral score
@@ -25,6 +21,9 @@ class RWalk(RegularizedReplay):
     gradient is taken out). After each task: S ← (S + s)/2 (S = s after the first task),
     importance = F/max F + S/max S, θ* ← θ. Penalty: reg_coef · Σ importance · (θ − θ*)².
     """
+
+    checkpointed = ("fisher", "task_score", "score", "previous")
+    needs_task_boundaries = True  # scores merged and anchor taken at each task's end
 
     def __init__(
         self,
@@ -37,37 +36,24 @@ class RWalk(RegularizedReplay):
         self.fisher: dict[str, torch.Tensor] = {}
         self.task_score: dict[str, torch.Tensor] = {}
         self.score: dict[str, torch.Tensor] = {}
-        self.previous: dict[str, torch.Tensor] = {}
         self.penalty_scale = float(reg_coef)
         self.alpha, self.epsilon = float(alpha), float(epsilon)
 
     def before_task(self, task_id: int) -> None:
-        params = self.penalized
-        self.previous = {name: param.detach().clone() for name, param in params.items()}
-        for name, param in params.items():
+        self.start_walk()
+        for name, param in self.penalized.items():
             self.task_score.setdefault(name, torch.zeros_like(param))
 
     @torch.no_grad()
     def after_step(self) -> None:
         alpha, epsilon = self.alpha, self.epsilon
-        for name, param in self.penalized.items():
-            before = self.previous[name]
-            if param.grad is None:
-                before.copy_(param)
-                continue
-            gradient = param.grad
-            if name in self.anchors:  # d/dθ of the penalty at the step's starting point
-                gradient = gradient - 2.0 * self.penalty_scale * self.importance[name] * (
-                    before - self.anchors[name]
-                )
-            delta = param - before
+        for name, gradient, delta in self.walk_step():
             squared = gradient.pow(2)
             fisher = self.fisher.get(name)
             fisher = squared if fisher is None else (1.0 - alpha) * fisher + alpha * squared
             self.fisher[name] = fisher
             path = -gradient * delta / (0.5 * fisher * delta.pow(2) + epsilon)
             self.task_score[name] += path.clamp(min=0.0)
-            before.copy_(param)
 
     def after_task(self, task_id: int) -> None:
         if not self.fisher:
@@ -81,14 +67,3 @@ class RWalk(RegularizedReplay):
         fisher, score = normalized(self.fisher), normalized(self.score)
         self.consolidate({name: fisher[name] + score[name] for name in fisher})
         self.task_score = {name: torch.zeros_like(value) for name, value in self.score.items()}
-
-    def state_dict(self) -> dict[str, torch.Tensor]:
-        state = super().state_dict()
-        for name in WALK_STATE:
-            state.update(with_prefix(f"{name}.", getattr(self, name)))
-        return state
-
-    def load_state_dict(self, state: dict[str, torch.Tensor]) -> None:
-        super().load_state_dict(state)
-        for name in WALK_STATE:
-            setattr(self, name, without_prefix(state, f"{name}.", self.context.device))

@@ -48,6 +48,7 @@ from rainbow_runner.runner.reporting.results import (
 )
 from rainbow_runner.runner.rundir import RunDirectory, RunDirectoryError, run_directory
 from rainbow_runner.runner.running import MAX_PENDING_STEPS
+from rainbow_runner.runner.task_free import build_iblurry_split, check_task_free
 from rainbow_runner.runner.trainer import NonFiniteLossError, Trainer
 
 log = logging.getLogger("runner")
@@ -175,6 +176,8 @@ def job_threads(
 def build_split(cfg: DictConfig, data) -> TaskSplit:
     """The paper's split files when exp.split_files is set, else the seeded generator."""
     check_split_arguments(data.n_classes, int(cfg.n_tasks), float(cfg.exp.blurry))
+    if cfg.exp.get("disjoint_classes") is not None:
+        return build_iblurry_split(cfg, data)
     if cfg.exp.split_files:
         return read_rm_split(
             str(cfg.exp.split_files),
@@ -208,6 +211,9 @@ def write_summary(writer: ResultWriter, cfg: DictConfig, trainer: Trainer, statu
             None if cfg.joint_acc is None else float(cfg.joint_acc),
         )
         summary.update({name: round(value, ACCURACY_DECIMALS) for name, value in metrics.items()})
+    summary.update(
+        {name: round(value, ACCURACY_DECIMALS) for name, value in trainer.anytime.summary().items()}
+    )
     # A run that stopped early never set record.seconds: count up to now (resumed runs included).
     seconds = record.seconds if status == "complete" else time.perf_counter() - trainer.run_started
     summary.update(tasks_done=len(record.task_accuracy), seconds=round(seconds, 2), status=status)
@@ -256,6 +262,7 @@ def run(cfg: DictConfig, run_dir: Path) -> dict:
     for warning in apply_deprecated_keys(cfg):
         log.warning(warning)
     check_method_and_memory_options(cfg)
+    check_task_free(cfg)
     device = resolve_device(str(cfg.device))
     seed_everything(int(cfg.seed))
     run_dir = Path(run_dir)

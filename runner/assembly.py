@@ -63,6 +63,7 @@ def run_settings(cfg: DictConfig, online: bool) -> RunSettings:
         replay=str(cfg.replay),
         seed=int(cfg.seed),
         memory_name=str(cfg.mem_manage.name),
+        online_iter=int(cfg.stream.online_iter),
     )
 
 

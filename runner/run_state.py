@@ -93,19 +93,23 @@ class ResumePoint:
 
 def trainer_state_dict(trainer: Trainer, position: StreamPosition) -> dict[str, Any]:
     """Everything needed to continue the trainer's run exactly from `position`."""
-    # Each task starts with a fresh optimizer, so only a checkpoint inside a task needs one.
+    # Each task starts with a fresh optimizer, so only a checkpoint inside a task needs one
+    # (or any checkpoint of a task-free stream, whose optimizer runs through the periods).
+    with_optimizer = position.inside or not trainer.task_boundaries
     return {
         "position": dict(vars(position)),
         "global_step": trainer.steps.global_step,
         "head_size": trainer.model.n_classes,
         "model": trainer.model.state_dict(),
-        **trainer.schedule.state_dict(with_optimizer=position.inside),
+        **trainer.schedule.state_dict(with_optimizer=with_optimizer),
         "method": trainer.method.state_dict(),
         "memory": trainer.memory.state_dict(),
         "running": trainer.steps.running.state_dict(),
         "record": trainer.record.state_dict(time.perf_counter() - trainer.run_started),
         "results": trainer.writer.state_dict(),
+        "anytime": trainer.anytime.state_dict(),
         "rng": rng_state(),
+        "early_stopping": stopping.state_dict() if (stopping := trainer.early_stopping) else None,
     }
 
 
@@ -117,15 +121,18 @@ def load_trainer_state(trainer: Trainer, state: dict[str, Any]) -> None:
     trainer.task_id = trainer.context.task_id = position.task
     trainer.model.grow(trainer.n_exposed)
     trainer.model.load_state_dict(state["model"])
-    if state["optimizer"] is not None:  # inside a task: as train_task built it
+    if state["optimizer"] is not None:  # inside a task (or task-free): as train_task built it
         trainer.method.prepare_model()
         trainer.new_optimizer()
     trainer.schedule.load_state_dict(state)
     trainer.method.load_state_dict(state["method"])
     trainer.memory.load_state_dict({k: np.asarray(v) for k, v in state["memory"].items()})
     trainer.steps.running.load_state_dict(state["running"])
+    if trainer.early_stopping is not None and state.get("early_stopping") is not None:
+        trainer.early_stopping.load_state_dict(state["early_stopping"])
     trainer.record = RunRecord.from_state_dict(state["record"])
     trainer.writer.load_state_dict(state["results"])
+    trainer.anytime.load_state_dict(state.get("anytime"))  # absent from older checkpoints
     trainer.resume = ResumePoint.at(position)
     if trainer.checkpointer is not None:
         trainer.checkpointer.last_step = trainer.steps.global_step

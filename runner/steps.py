@@ -24,6 +24,10 @@ class PlannedStep:
     indices: torch.Tensor
     n_stream: int
     memory_flags: torch.Tensor | None = None
+    # Run right before / after the step, its batch already prepared (a task-free stream grows
+    # the head before the step of a class's first batch; anytime evaluation runs after one).
+    before: Callable[[], None] | None = None
+    after: Callable[[], None] | None = None
 
     @classmethod
     def of(cls, stream: torch.Tensor, replayed: torch.Tensor) -> PlannedStep:
@@ -100,11 +104,19 @@ class StepRunner:
         if not planned:  # stepwise draws: online_pass has run each step as it was drawn
             return
         if together:
-            for batch in self.batches_ahead(planned):
-                self.train_step(batch)
+            for step, batch in zip(planned, self.batches_ahead(planned), strict=True):
+                self.hooked_step(step, batch)
         else:  # augment_chunk=0: each step prepares its own batch
             for step in planned:
-                self.train_step(self.batches_ahead([step])[0])
+                self.hooked_step(step, self.batches_ahead([step])[0])
+
+    def hooked_step(self, step: PlannedStep, batch: TrainBatch) -> None:
+        """train_step between the planned step's before and after hooks."""
+        if step.before is not None:
+            step.before()
+        self.train_step(batch)
+        if step.after is not None:
+            step.after()
 
     def train_step(self, batch: TrainBatch) -> None:
         """The method's update on a prepared batch; no host sync (flush_window syncs)."""
@@ -185,7 +197,8 @@ def planned_task_steps(
     """
     batchsize = int(cfg.batchsize)
     if online:
-        stream = math.ceil(n_task / batchsize) * int(cfg.stream.online_iter)
+        full, rest = divmod(n_task, batchsize)
+        stream = full * method.online_steps(batchsize) + (method.online_steps(rest) if rest else 0)
     else:
         stream = int(cfg.n_epoch) * math.ceil(n_task / batchsize)
     memory_after = min(int(cfg.mem_size), n_memory + n_task)

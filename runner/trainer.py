@@ -11,6 +11,7 @@ import logging
 import math
 import time
 from collections.abc import Callable
+from functools import partial
 
 import torch
 from hydra.utils import instantiate
@@ -20,10 +21,16 @@ from rainbow_runner.datasets.base import ImageData
 from rainbow_runner.datasets.splits import TaskSplit
 from rainbow_runner.methods import METHODS
 from rainbow_runner.methods.base import MethodContext
+from rainbow_runner.runner.anytime import AnytimeEvaluation
 from rainbow_runner.runner.assembly import DeviceImages, run_settings, speed_and_augmenter
 from rainbow_runner.runner.checkpoint import Checkpointer
 from rainbow_runner.runner.evaluation import Evaluation, evaluate_test_set, record_task
 from rainbow_runner.runner.options import build_memory, method_options
+from rainbow_runner.runner.plugins import (
+    make_early_stopping,
+    validation_split,
+    with_gradient_clipping,
+)
 from rainbow_runner.runner.reporting.results import ResultWriter
 from rainbow_runner.runner.run_state import (
     MEMORY_PHASE,
@@ -38,6 +45,7 @@ from rainbow_runner.runner.run_state import (
 from rainbow_runner.runner.running import NonFiniteLossError
 from rainbow_runner.runner.schedule import TaskSchedule
 from rainbow_runner.runner.steps import PlannedStep, StepRunner, planned_task_steps
+from rainbow_runner.runner.task_free import acts_at_task_ends, grow_head
 
 __all__ = ["NonFiniteLossError", "RunRecord", "Trainer"]
 
@@ -59,21 +67,38 @@ class Trainer:
             OmegaConf.resolve(cfg)
         self.cfg, self.device, self.writer = cfg, device, writer
         method_class = METHODS.get(cfg.mode.name)
-        self.split = method_class.prepare_split(split)
+        # patience > 0: a validation share of each task is held out of everything (never trained)
+        self.split, held_out = validation_split(cfg, method_class.prepare_split(split))
         self.online = cfg.stream.name == "online" and not method_class.offline_only
         self.fetch_images = DeviceImages(data.train_x, device)
         self.train_x = self.fetch_images.images
         self.test_x = DeviceImages(data.test_x, device).images
         self.train_labels_cpu = split.relabel(data.train_y)
         self.test_labels = split.relabel(data.test_y).to(device)
-        self.n_exposed = self.split.exposed[0]
+        # i-Blurry online: a class is exposed when its first sample arrives (labels follow first
+        # appearance, so the first sample's class is label 0); else as the split says per task.
+        self.stream_exposure = self.online and self.split.stream_exposure
+        self.n_exposed = 1 if self.stream_exposure else self.split.exposed[0]
+        self.anytime = AnytimeEvaluation(int(cfg.get("eval_period", 0) or 0))
+        sizes = [len(task) for task in self.split.train_tasks]
+        self.stream_offsets = [sum(sizes[:task]) for task in range(len(sizes))]
         self.model = instantiate(cfg.model, in_shape=data.image_shape, n_classes=self.n_exposed)
         self.model.to(device)
         capacity = int(cfg.mem_size) if method_class.uses_memory else 0
         self.memory = build_memory(cfg, capacity, split.n_classes, self.split.n_tasks)
         self.precision, self.augmenter = speed_and_augmenter(cfg, data, self.model, device)
+        # i-Blurry online: the periods act as tasks only for a mode that needs them (checked
+        # against exp.task_boundaries); for the others the optimizer, before_task, memory epochs
+        # and after_task belong to the run, not to each period.
+        self.task_boundaries = not self.stream_exposure or acts_at_task_ends(
+            method_class, self.memory
+        )
+        self.precision = with_gradient_clipping(self.precision, cfg.grad_clip)
         self.schedule = TaskSchedule(
-            instantiate(cfg.optimizer), instantiate(cfg.scheduler), int(cfg.warmup_epochs)
+            instantiate(cfg.optimizer),
+            instantiate(cfg.scheduler),
+            int(cfg.warmup_epochs),
+            str(cfg.lr_schedule_per),
         )
         self.context = MethodContext(
             model=self.model,
@@ -108,6 +133,7 @@ class Trainer:
         # Steps drawn ahead and prepared in one call when their batches are known ahead.
         self.steps_ahead = max(1, int(cfg.augment_chunk) // int(cfg.batchsize))
         self.task_id = 0
+        self.early_stopping = make_early_stopping(self, held_out)  # None: patience=0
         self.record = RunRecord()
         self.checkpointer: Checkpointer | None = None  # set by runner.app; None: no checkpoints
         self.resume = ResumePoint()  # where load_state_dict() says the run picks up
@@ -124,7 +150,7 @@ class Trainer:
     def new_optimizer(self) -> None:
         """A fresh optimizer and schedule over the method's parameter_groups() (every task, as
         in the paper: the head may have grown)."""
-        self.schedule.build(self.method.parameter_groups())
+        self.schedule.build(self.method.parameter_groups(), self.task_id)
         self.context.optimizer = self.schedule.optimizer
 
     # --- epochs and passes --------------------------------------------------------------------
@@ -176,41 +202,118 @@ class Trainer:
     def online_pass(
         self, task_indices: torch.Tensor, resume_at: StreamPosition | None = None
     ) -> None:
-        """Each incoming batch once, in stream order, with online_iter steps per batch.
+        """Each incoming batch once, in stream order, with method.online_steps() steps each.
 
         Unless the method draws with the model (stepwise_draws), a chunk of incoming batches is
         drawn first, in the order a step-by-step pass draws them (each batch's replay() calls,
         then its observe_stream()), and trained on after: every step gets the same indices.
+        A method that trains on the memory alone (trains_on_stream=False) observes each batch
+        before its steps, and its steps hold replay()'s rows only.
         """
-        batchsize, repeats = int(self.cfg.batchsize), int(self.cfg.stream.online_iter)
+        batchsize, method = int(self.cfg.batchsize), self.method
         first = 0 if resume_at is None else resume_at.batch
-        self.steps.expect(max(0, math.ceil((len(task_indices) - first) / batchsize)) * repeats)
+        remaining = max(0, len(task_indices) - first)
+        full, rest = divmod(remaining, batchsize)
+        self.steps.expect(
+            full * method.online_steps(batchsize) + (method.online_steps(rest) if rest else 0)
+        )
         warm = self.schedule.begin_epoch() if resume_at is None else resume_at.warm
         starts = range(first, len(task_indices), batchsize)
         # A memory whose intake uses the model (GSS) must see it after each batch's steps.
-        stepwise = self.method.stepwise_draws or self.memory.intake_uses_model
-        per_chunk = 1 if stepwise else max(1, self.steps_ahead // repeats)
+        stepwise = method.stepwise_draws or self.memory.intake_uses_model
+        repeats = method.online_steps(batchsize)
+        per_chunk = 1 if stepwise else max(1, self.steps_ahead // max(1, repeats))
+        with_stream = method.trains_on_stream
         for done in range(0, len(starts), per_chunk):  # checkpoints only between chunks
-            chunk = [task_indices[start : start + batchsize] for start in starts[done:][:per_chunk]]
-            planned = []
-            for incoming in chunk:
-                for _ in range(repeats):
-                    step = PlannedStep.of(incoming, self.method.replay(incoming))
-                    if stepwise:
-                        self.steps.run([step], together=True)
-                    else:
-                        planned.append(step)
-                self.method.observe_stream(incoming)  # stepwise: after its steps (DER's logits)
+            chunk = starts[done:][:per_chunk]
+            planned, intake_exposed = [], self.n_exposed
+            for start in chunk:
+                incoming = task_indices[start : start + batchsize]
+                grow = self._new_exposure(incoming, intake_exposed)
+                intake_exposed = grow or intake_exposed
+                if grow and stepwise:  # the draw may use the model: grow before it
+                    self._expose(grow)
+                if not with_stream:  # memory-only training: the batch is stored first
+                    self._observe(incoming, intake_exposed)
+                steps = self._batch_steps(incoming, stepwise)
+                before = partial(self._expose, grow) if grow and not stepwise else None
+                after = self._anytime_hook(start, len(incoming))
+                if steps:  # grow when its steps come, evaluate after them
+                    steps[0].before, steps[-1].after = before, after
+                    planned.extend(steps)
+                elif before or after:  # its steps ran already (stepwise), or it has none
+                    if planned:
+                        self.steps.run(planned, together=self.steps_ahead > 1)
+                    planned = []
+                    for hook in filter(None, (before, after)):
+                        hook()
+                if with_stream:  # stepwise: after its steps (DER's logits)
+                    self._observe(incoming, intake_exposed)
             if planned:  # stepwise draws ran theirs already
                 self.steps.run(planned, together=self.steps_ahead > 1)
             reached = first + (done + len(chunk)) * batchsize
             checkpoint_inside(self, STREAM_PHASE, 0, reached, None, warm)
-        self.schedule.end_epoch(warm)
+        self.schedule.end_epoch(warm, step=self.task_boundaries)
+
+    def _batch_steps(self, incoming: torch.Tensor, stepwise: bool) -> list[PlannedStep]:
+        """An incoming batch's online steps; stepwise draws run each at once and return none."""
+        steps = []
+        for _ in range(self.method.online_steps(len(incoming))):
+            replayed = self.method.replay(incoming)
+            if self.method.trains_on_stream:
+                steps.append(PlannedStep.of(incoming, replayed))
+            elif len(replayed):  # memory-only training: the replayed rows alone
+                steps.append(PlannedStep(replayed, 0))
+            if steps and stepwise:
+                self.steps.run([steps.pop()], together=True)
+        return steps
+
+    def _observe(self, incoming: torch.Tensor, intake_exposed: int) -> None:
+        """The memory takes the batch in knowing the classes it brings (i-Blurry growth)."""
+        trained_exposed, self.context.n_exposed = self.context.n_exposed, intake_exposed
+        self.method.observe_stream(incoming)
+        self.context.n_exposed = trained_exposed
+
+    def _new_exposure(self, incoming: torch.Tensor, exposed: int) -> int | None:
+        """The class count once `incoming` arrives, if it brings new classes (i-Blurry online)."""
+        if not self.stream_exposure or not len(incoming):
+            return None
+        needed = int(self.train_labels_cpu[incoming].max()) + 1
+        return needed if needed > exposed else None
+
+    def _expose(self, n_exposed: int) -> None:
+        """A task-free stream met new classes: grow the head now, mid-task."""
+        grow_head(self.model, self.optimizer, n_exposed)
+        self.n_exposed = self.context.n_exposed = n_exposed
+
+    def _anytime_hook(self, start: int, n_incoming: int) -> Callable[[], None] | None:
+        """The evaluation to run after a batch's steps, if the batch crosses an eval point."""
+        seen_before = self.stream_offsets[self.task_id] + start
+        if not self.anytime.due(seen_before, seen_before + n_incoming):
+            return None
+        return partial(self._anytime_point, seen_before + n_incoming)
+
+    def _anytime_point(self, n_samples_seen: int) -> None:
+        row = self.anytime.measure(
+            self.model,
+            lambda: self.evaluate().accuracy,
+            n_samples_seen=n_samples_seen,
+            task=self.task_id,
+            n_seen_classes=self.n_exposed,
+        )
+        if self.writer.opened:
+            self.anytime.write(self.writer.results_dir)
+        self.writer.scalar("anytime/acc", row["accuracy"], n_samples_seen)
 
     def _run_epochs(
-        self, phase: int, n_epochs: int, make_pool: Callable[[], tuple[torch.Tensor, int]]
+        self,
+        phase: int,
+        n_epochs: int,
+        make_pool: Callable[[], tuple[torch.Tensor, int]],
+        stop_after: Callable[[], bool] | None = None,
     ) -> None:
-        """Shuffled epochs over make_pool()'s indices, skipping those a resumed run has done."""
+        """Shuffled epochs over make_pool()'s indices, skipping those a resumed run has done,
+        until stop_after() says so (early stopping)."""
         for epoch in range(n_epochs):
             if self.resume.already_done(phase, epoch):
                 continue
@@ -218,6 +321,8 @@ class Trainer:
             pool, n_stream = make_pool() if resume_at is None else (resume_at.order, 0)
             if len(pool):
                 self.run_epoch(pool, n_stream, phase, epoch, resume_at)
+            if stop_after is not None and stop_after():
+                break
 
     def begin_task(self) -> None:
         """grow the head -> prepare_model -> optimizer over parameter_groups -> before_task."""
@@ -230,22 +335,32 @@ class Trainer:
     def train_task(self, task_id: int, task_indices: torch.Tensor) -> None:
         """Everything that happens between two evaluations (from self.resume when resuming)."""
         self.task_id = self.context.task_id = task_id
-        self.n_exposed = self.context.n_exposed = self.split.exposed[task_id]
+        if not self.stream_exposure:  # else the stream exposes its classes as they come
+            self.n_exposed = self.context.n_exposed = self.split.exposed[task_id]
         self.memory.begin_task(task_id)  # the task of the samples it takes in from now on
-        if self.resume.position is None:  # a run resumed inside the task has restored all this
+        # A run resumed inside the task has restored all this; a task-free run does it once.
+        if self.resume.position is None and (self.task_boundaries or task_id == 0):
             self.begin_task()
         if self.online:
             if not self.resume.already_done(STREAM_PHASE, 0):
                 self.online_pass(task_indices, self.resume.continue_at(STREAM_PHASE, 0))
         else:
-            epochs = int(self.cfg.n_epoch)
-            self._run_epochs(STREAM_PHASE, epochs, lambda: self.method.offline_pool(task_indices))
+            epochs, stopping = int(self.cfg.n_epoch), self.early_stopping
+            if stopping is not None and self.resume.position is None:  # else restored
+                stopping.begin_task(task_id)
+            stop_after = None if stopping is None else stopping.after_epoch
+            pool = lambda: self.method.offline_pool(task_indices)  # noqa: E731
+            self._run_epochs(STREAM_PHASE, epochs, pool, stop_after)
+            if stopping is not None:
+                stopping.end_task(task_id)
         if self.resume.position is None:  # else it stopped in a memory epoch, after this update
             self.method.end_stream(task_id, task_indices, streamed=self.online)
         memory_pool = self.method.memory_pool
-        self._run_epochs(MEMORY_PHASE, self.method.memory_epochs(), lambda: (memory_pool(), 0))
+        memory_epochs = self.method.memory_epochs() if self.task_boundaries else 0
+        self._run_epochs(MEMORY_PHASE, memory_epochs, lambda: (memory_pool(), 0))
         self.steps.flush_window()
-        self.method.after_task(task_id)
+        if self.task_boundaries:
+            self.method.after_task(task_id)
 
     # --- evaluation and the run ---------------------------------------------------------------
 

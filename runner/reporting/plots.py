@@ -105,3 +105,37 @@ def plot_matrices(runs: pd.DataFrame, out: Path) -> list[Path]:
         plt.close(figure)
         written.append(path)
     return written
+
+
+def plot_anytime(runs: pd.DataFrame, keys: list[str], out: Path) -> Path | None:
+    """anytime_curves.png: anytime accuracy vs stream samples seen (results/anytime.csv), one
+    line per configuration, mean over seeds with a ±std band; None when no run has the file."""
+    files = {d: Path(d) / "results" / "anytime.csv" for d in runs.run_dir}
+    with_curve = runs[[files[d].exists() for d in runs.run_dir]]
+    if with_curve.empty:
+        return None
+    plt = pyplot()
+    panels = sorted(with_curve.groupby(["dataset", "exp"]).groups)
+    figure, axes = plt.subplots(1, len(panels), figsize=(6 * len(panels), 4.8), squeeze=False)
+    for axis, (dataset, exp) in zip(axes[0], panels, strict=True):
+        in_panel = with_curve[(with_curve["dataset"] == dataset) & (with_curve["exp"] == exp)]
+        names = legend_labels(in_panel, keys)
+        for label, group in in_panel.groupby("config"):
+            curves = [pd.read_csv(files[d]) for d in group.run_dir]
+            curves = [c for c in curves if len(c) == len(curves[0]) and len(c)]
+            if not curves:
+                continue
+            accuracy = np.vstack([c["accuracy"].to_numpy() for c in curves])
+            seen = np.mean([c["n_samples_seen"].to_numpy() for c in curves], axis=0)
+            mean = accuracy.mean(axis=0)
+            std = accuracy.std(axis=0, ddof=1) if len(curves) > 1 else np.zeros_like(mean)
+            (line,) = axis.plot(seen, mean, label=f"{names[label]} (n={len(curves)})")
+            axis.fill_between(seen, mean - std, mean + std, color=line.get_color(), alpha=0.2)
+        axis.set_title(f"{dataset} {exp}: anytime accuracy\n{BAND}", fontsize=11)
+        axis.set(xlabel="stream samples seen", ylabel="accuracy on seen classes (%)")
+        axis.legend(fontsize=8)
+    figure.tight_layout()
+    path = out / "anytime_curves.png"
+    figure.savefig(path, dpi=120)
+    plt.close(figure)
+    return path

@@ -21,7 +21,7 @@ from pathlib import Path
 import pandas as pd
 
 from rainbow_runner.runner.config import memory_of
-from rainbow_runner.runner.reporting.plots import plot_curves, plot_matrices
+from rainbow_runner.runner.reporting.plots import plot_anytime, plot_curves, plot_matrices
 from rainbow_runner.runner.reporting.settings import MISSING, distinguishing_keys, saved_settings
 from rainbow_runner.runner.reporting.sweeps import foreign_runs
 
@@ -41,7 +41,7 @@ EXTRA_KEYS = [
 ]
 GROUP_KEYS = CONFIG_KEYS + EXTRA_KEYS
 METRICS = ["A_last", "A_avg", "F_last", "I_last"]
-CSV_METRICS = METRICS + ["BWT", "FWT", "seconds"]
+CSV_METRICS = METRICS + ["BWT", "FWT", "seconds", "A_AUC"]  # A_AUC: runs with eval_period
 JOINT_KEYS = ["dataset", "exp", "model"]  # a joint run gives I_last to runs sharing these
 
 
@@ -207,13 +207,14 @@ def mean_std(mean: float, std: float) -> str:
 def markdown(table: pd.DataFrame, runs: pd.DataFrame, problems: list[str], shown: list[str]) -> str:
     """The README-style table, then every run the means could not use."""
     keys = CONFIG_KEYS + shown
-    header = keys + METRICS + ["joint_acc", "time (s)", "n_seeds"]
+    metrics = METRICS + (["A_AUC"] if table["A_AUC_mean"].notna().any() else [])
+    header = keys + metrics + ["joint_acc", "time (s)", "n_seeds"]
     show_incomplete = bool(table["n_incomplete"].any())
     header += ["n_incomplete"] if show_incomplete else []
     lines = ["| " + " | ".join(header) + " |", "|" + "---|" * len(header)]
     for row in table.to_dict("records"):
         cells = [str(row[key]) for key in keys]
-        cells += [mean_std(row[f"{m}_mean"], row[f"{m}_std"]) for m in METRICS]
+        cells += [mean_std(row[f"{m}_mean"], row[f"{m}_std"]) for m in metrics]
         cells += [mean_std(row["joint_acc_mean"], float("nan"))]
         cells += [mean_std(row["seconds_mean"], row["seconds_std"]), str(row["n_seeds"])]
         cells += [str(row["n_incomplete"])] if show_incomplete else []
@@ -259,6 +260,8 @@ def write_report(paths: list[Path], out: Path) -> Report:
     plots = []
     if not complete.empty:
         plots = [plot_curves(complete, CONFIG_KEYS + shown, out), *plot_matrices(complete, out)]
+        anytime = plot_anytime(complete, CONFIG_KEYS + shown, out)
+        plots += [anytime] if anytime is not None else []
     text = markdown(table, runs, problems, shown) + plot_links(plots)
     (out / "report.md").write_text(text)
     return Report(table=table, runs=runs, problems=problems, markdown=text)

@@ -9,10 +9,10 @@ import pytest
 import torch
 from torch.nn import functional as F
 
-from rainbow_runner.methods.functional import flat_gradient, loss_gradient
+from rainbow_runner.methods.gradients import flat_gradient, loss_gradient
 from rainbow_runner.runner.steps import PlannedStep
 from tests.conftest import TINY, compose_config, run_in_process
-from tests.methods.test_methods_common import build_trainer
+from tests.methods.test_methods_common import build_trainer, trainer_at_second_task
 from tests.runner.test_resume_checkpoint import (
     assert_same_results,
     resume_from,
@@ -25,23 +25,25 @@ PLAIN = ["mode=agem", "exp=disjoint", "n_epoch=1", "mem_size=100", "crop_padding
 
 def trainer_in_task_1(tmp_path):
     """After task 0 (memory: task 0's samples), at the start of task 1 (head of 4 classes)."""
-    trainer = build_trainer(tmp_path, PLAIN)
-    trainer.train_task(0, trainer.split.train_tasks[0])
-    trainer.task_id = trainer.context.task_id = 1
-    trainer.n_exposed = trainer.context.n_exposed = trainer.split.exposed[1]
-    trainer.begin_task()
-    return trainer
+    return trainer_at_second_task(tmp_path, PLAIN)
 
 
-def gradients(trainer, stream: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
-    """The stream batch's gradient before and after adjust_gradients, and the reference one."""
+def stream_gradient(trainer, stream: torch.Tensor) -> tuple[object, list, torch.Tensor]:
+    """A stream batch's prepared batch, the parameters its loss reaches and its gradient (left
+    in .grad for adjust_gradients), in train mode as the loop steps."""
     method, model = trainer.method, trainer.model
     batch = trainer.steps.batches_ahead([PlannedStep(stream, len(stream))])[0]
     model.train()
     trainer.optimizer.zero_grad(set_to_none=True)
     method.loss(batch)[0].backward()
     parameters = [param for param in model.parameters() if param.grad is not None]
-    before = flat_gradient(parameters)
+    return batch, parameters, flat_gradient(parameters)
+
+
+def gradients(trainer, stream: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+    """The stream batch's gradient before and after adjust_gradients, and the reference one."""
+    method, model = trainer.method, trainer.model
+    batch, parameters, before = stream_gradient(trainer, stream)
     memory = trainer.memory.indices  # sample_size 256 > 100 stored: the whole memory
     x = trainer.context.inputs(memory)
     reference = loss_gradient(F.cross_entropy(model(x), trainer.context.labels(memory)), parameters)

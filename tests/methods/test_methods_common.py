@@ -39,6 +39,16 @@ def build_trainer(run_dir: Path, overrides: list[str]) -> Trainer:
     return trainer
 
 
+def trainer_at_second_task(run_dir: Path, overrides: list[str]) -> Trainer:
+    """A run after task 0 (memory filled) with task 1 begun (head grown, new optimizer)."""
+    trainer = build_trainer(run_dir, overrides)
+    trainer.train_task(0, trainer.split.train_tasks[0])
+    trainer.task_id = trainer.context.task_id = 1
+    trainer.n_exposed = trainer.context.n_exposed = trainer.split.exposed[1]
+    trainer.begin_task()
+    return trainer
+
+
 @pytest.mark.parametrize("mode", BASELINES)
 def test_default_memory_is_the_papers_choice(mode):
     cfg = compose_config([f"mode={mode}"])

@@ -31,5 +31,7 @@ def test_every_mode_runs_every_task_and_learns(tmp_path, mode, stream, exp):
     assert tasks.n_seen_classes.tolist() == expected[-n_tasks:]
     # 10 classes: chance is 10%. finetune, the lower bound, knows about its last task's classes;
     # so does A-GEM in class-incremental runs with one head (as in Mammoth's seq-CIFAR-10 table:
-    # A-GEM 20.0, SGD 19.6): its projection guards old tasks' loss, not their logits' scale
-    assert summary["A_last"] > (15.0 if mode in ("finetune", "agem") else 20.0)
+    # A-GEM 20.0, SGD 19.6): its projection guards old tasks' loss, not their logits' scale.
+    # from_scratch is finetune with a fresh model at every task: it, too, knows the last task's
+    # classes only (two of ten, ~19.5% on digits), by design
+    assert summary["A_last"] > (15.0 if mode in ("finetune", "agem", "from_scratch") else 20.0)

@@ -10,10 +10,10 @@ from torch import nn
 from torch.func import functional_call
 from torch.nn import functional as F
 
-from rainbow_runner.methods.functional import most_interfered, virtual_sgd_parameters
+from rainbow_runner.methods.gradients import most_interfered, virtual_sgd_parameters
 from rainbow_runner.runner.options import check_method_and_memory_options
 from tests.conftest import TINY, compose_config, run_in_process
-from tests.methods.test_methods_common import build_trainer
+from tests.methods.test_methods_common import trainer_at_second_task
 from tests.runner.test_resume_checkpoint import assert_resumed_runs_repeat_the_run
 
 MIR_RUN = ["mode=mir", "exp=disjoint", "n_epoch=1", "mem_size=100"]
@@ -76,12 +76,7 @@ def test_mir_ranks_a_hand_made_case_by_its_known_interference():
 
 def _trainer_at_second_task(tmp_path):
     """A disjoint MIR run after task 0 (memory filled), task 1 begun (head grown, new optimizer)."""
-    trainer = build_trainer(tmp_path, MIR_RUN)
-    trainer.train_task(0, trainer.split.train_tasks[0])
-    trainer.task_id = trainer.context.task_id = 1
-    trainer.n_exposed = trainer.context.n_exposed = trainer.split.exposed[1]
-    trainer.begin_task()
-    return trainer
+    return trainer_at_second_task(tmp_path, MIR_RUN)
 
 
 def test_replay_is_the_top_k_of_independently_computed_loss_increases(tmp_path):

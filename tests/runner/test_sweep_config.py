@@ -43,7 +43,10 @@ SETTING_PRESETS = sorted(
 
 @pytest.mark.parametrize("preset", SETTING_PRESETS)
 def test_every_setting_preset_composes_to_the_setting_in_its_name(preset):
-    dataset, exp, stream = preset.rsplit("_", 2)
+    setting, stream = preset.rsplit("_", 1)
+    datasets = [p.stem for p in (CONF / "dataset").glob("*.yaml")]  # exp names may hold "_"
+    dataset = max((d for d in datasets if setting.startswith(f"{d}_")), key=len)
+    exp = setting[len(dataset) + 1 :]
     cfg = compose_config([f"experiment={preset}"])
     assert (cfg.dataset.name, cfg.exp.name, cfg.stream.name) == (dataset, exp, stream)
     assert cfg.mem_size > 0 and cfg.n_tasks > 1
