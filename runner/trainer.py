@@ -303,7 +303,7 @@ class Trainer:
         )
         if self.writer.opened:
             self.anytime.write(self.writer.results_dir)
-        self.writer.scalar("anytime/acc", row["accuracy"], n_samples_seen)
+        self.writer.scalar("anytime/acc", row["accuracy"], n_samples_seen, "samples")
 
     def _run_epochs(
         self,
