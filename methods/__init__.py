@@ -4,6 +4,7 @@ from rainbow_runner.methods import (  # noqa: F401  (registration)
     agem,
     bic,
     cope,
+    cwr_star,
     der,
     er,
     ewc,
