@@ -2,6 +2,7 @@
 
 from rainbow_runner.methods import (  # noqa: F401  (registration)
     agem,
+    ar1,
     bic,
     cope,
     cwr_star,

@@ -65,6 +65,7 @@ class CopyWeightsWithReinit(Method):
         n_classes, width = context.split.n_classes, context.model.head.in_features
         self.consolidated = torch.zeros(n_classes, width, device=context.device)
         self.past = torch.zeros(n_classes, device=context.device)
+        self.current = torch.zeros(n_classes, device=context.device)  # cur_j, set per task
 
     @property
     def frozen(self) -> bool:
@@ -72,7 +73,7 @@ class CopyWeightsWithReinit(Method):
         return self.freeze_remaining_model and self.context.task_id > 0
 
     def task_counts(self, task_id: int) -> torch.Tensor:
-        """Samples per class in the task's training data (cur_j)."""
+        """Samples per class the task trains on (cur_j): its training data."""
         labels = self.context.train_labels[self.context.split.train_tasks[task_id]]
         counts = torch.bincount(labels, minlength=self.context.split.n_classes)
         return counts.to(self.context.device, torch.float32)
@@ -91,7 +92,8 @@ class CopyWeightsWithReinit(Method):
 
     def before_task(self, task_id: int) -> None:
         """Zero the head; the task's classes start from their consolidated rows."""
-        current = self.task_counts(task_id)[: self.context.n_exposed] > 0
+        self.current = self.task_counts(task_id)
+        current = self.current[: self.context.n_exposed] > 0
         known = current & (self.past[: self.context.n_exposed] > 0)
         with torch.no_grad():
             weight = self.model.head.weight
@@ -107,7 +109,7 @@ class CopyWeightsWithReinit(Method):
         """Consolidate the task's rows, then evaluate (and start the next task) with them."""
         self.model.backbone.train(self.model.training)  # as update() found it
         n = self.context.n_exposed
-        current = self.task_counts(task_id)
+        current = self.current
         weight = self.model.head.weight
         trained = torch.zeros_like(self.consolidated)
         trained[:n] = weight.detach()
@@ -119,9 +121,10 @@ class CopyWeightsWithReinit(Method):
             weight[known] = self.consolidated[:n][known]
 
     def state_dict(self) -> dict[str, torch.Tensor]:
-        return {"consolidated": self.consolidated, "past": self.past}
+        return {"consolidated": self.consolidated, "past": self.past, "current": self.current}
 
     def load_state_dict(self, state: dict[str, torch.Tensor]) -> None:
         device = self.context.device
         self.consolidated = state["consolidated"].to(device)
         self.past = state["past"].to(device)
+        self.current = state["current"].to(device)
