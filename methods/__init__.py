@@ -13,6 +13,7 @@ from rainbow_runner.methods import (  # noqa: F401  (registration)
     gdumb,
     icarl,
     joint,
+    lamaml,
     mir,
     rar,
     rm,
