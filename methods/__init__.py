@@ -2,10 +2,12 @@
 
 from rainbow_runner.methods import (  # noqa: F401  (registration)
     agem,
+    ar1,
     bic,
     clib,
     cope,
     cumulative,
+    cwr_star,
     der,
     er,
     er_ace,
@@ -18,6 +20,7 @@ from rainbow_runner.methods import (  # noqa: F401  (registration)
     gss,
     icarl,
     joint,
+    lamaml,
     lfl,
     lwf,
     mas,
