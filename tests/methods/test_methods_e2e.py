@@ -33,5 +33,8 @@ def test_every_mode_runs_every_task_and_learns(tmp_path, mode, stream, exp):
     # so does A-GEM in class-incremental runs with one head (as in Mammoth's seq-CIFAR-10 table:
     # A-GEM 20.0, SGD 19.6): its projection guards old tasks' loss, not their logits' scale.
     # from_scratch is finetune with a fresh model at every task: it, too, knows the last task's
-    # classes only (two of ten, ~19.5% on digits), by design
-    assert summary["A_last"] > (15.0 if mode in ("finetune", "agem", "from_scratch") else 20.0)
+    # classes only (two of ten, ~19.5% on digits), by design. cwr_star freezes the backbone after
+    # the first task (Avalanche's default): in these few-step runs it keeps what one task taught
+    # (offline blurry10: 20.6, 45.0, 35.8 over seeds 1-3), so it is held to the same floor
+    weak_baselines = ("finetune", "agem", "from_scratch", "cwr_star")
+    assert summary["A_last"] > (15.0 if mode in weak_baselines else 20.0)
