@@ -16,6 +16,7 @@ from dataclasses import replace
 import torch
 
 from rainbow_runner.datasets.base import DatasetError, ImageData
+from rainbow_runner.datasets.folder import channel_stats
 from rainbow_runner.datasets.scenarios import DOMAIN_INCREMENTAL
 from rainbow_runner.datasets.splits import TaskSplit
 
@@ -113,17 +114,23 @@ def transformed_stream(
         tasks.append(torch.full((len(data.test_y),), task, dtype=torch.long))
     sizes = [len(y) for y in train_y]
     starts = [sum(sizes[:task]) for task in range(n_tasks)]
+    stream_x = torch.cat(train_x)
+    mean, std = channel_stats(stream_x)  # of the stream itself (rotation adds black corners)
     stream = replace(
         data,
         name=f"{kind}_{data.name}",
-        train_x=torch.cat(train_x),
+        mean=mean,
+        std=std,
+        train_x=stream_x,
         train_y=torch.cat(train_y),
         test_x=torch.cat(test_x),
         test_y=data.test_y.repeat(n_tasks),
         train_files=None,
         test_files=None,
     )
-    split = domain_split(data.n_classes, [torch.arange(s, s + n) for s, n in zip(starts, sizes)])
+    split = domain_split(
+        data.n_classes, [torch.arange(s, s + n) for s, n in zip(starts, sizes, strict=True)]
+    )
     split.test_tasks = torch.cat(tasks)
     return stream, split
 

@@ -6,6 +6,7 @@ from omegaconf import DictConfig
 
 from rainbow_runner.datasets import load_dataset
 from rainbow_runner.datasets.base import ImageData
+from rainbow_runner.datasets.gem_format import read_gem_file
 from rainbow_runner.datasets.scenarios import (
     CLASS_INCREMENTAL,
     DOMAIN_INCREMENTAL,
@@ -17,7 +18,8 @@ from rainbow_runner.datasets.transformed import TRANSFORMS, transform_of, transf
 from rainbow_runner.methods import METHODS
 from rainbow_runner.runner.schema import ConfigError
 
-DOMAIN_DATASETS = "permuted_<name>, rotated_<name> (e.g. permuted_fashion_mnist)"
+DOMAIN_DATASETS = "permuted_<name>, rotated_<name> (e.g. permuted_fashion_mnist) or gem_file"
+GEM_FILE = "gem_file"
 
 
 def scenario_of(cfg: DictConfig) -> str:
@@ -42,6 +44,8 @@ def check_scenario(cfg: DictConfig) -> None:
             f"mode={mode} cannot run in scenario={scenario}; it runs in scenario="
             f"{' or '.join(method.scenarios)}."
         )
+    if cfg.dataset.name == GEM_FILE:  # the file says which scenarios fit: checked once read
+        return
     domain_data = is_domain_data(str(cfg.dataset.name))
     if domain_data and scenario != DOMAIN_INCREMENTAL:
         raise ConfigError(
@@ -76,9 +80,39 @@ def load_data_and_split(cfg: DictConfig, build_split) -> tuple[ImageData, TaskSp
         return transformed_stream(
             data, kind, int(cfg.n_tasks), int(cfg.split_seed), cfg.dataset.get("samples_per_task")
         )
+    if name == GEM_FILE:
+        return gem_file_stream(cfg)
     data = load_dataset(name, str(cfg.data_root), bool(cfg.download), cfg.dataset.image_size)
     split = build_split(cfg, data)
     split.scenario = scenario_of(cfg)
+    return data, split
+
+
+def gem_file_stream(cfg: DictConfig) -> tuple[ImageData, TaskSplit]:
+    """dataset=gem_file: the file's tasks; its scenario and task count must match the run's."""
+    path = cfg.dataset.get("path")
+    if not path:
+        raise ConfigError("dataset=gem_file needs dataset.path=<a GEM-format .pt file>.")
+    data, split = read_gem_file(str(path), int(cfg.split_seed), cfg.dataset.get("samples_per_task"))
+    scenario = scenario_of(cfg)
+    if split.scenario == DOMAIN_INCREMENTAL and scenario != DOMAIN_INCREMENTAL:
+        raise ConfigError(
+            f"dataset.path={path} holds a domain-incremental stream (every task has the same "
+            f"classes); scenario={scenario} does not fit it: use scenario={DOMAIN_INCREMENTAL}."
+        )
+    if split.scenario != DOMAIN_INCREMENTAL:
+        if scenario == DOMAIN_INCREMENTAL:
+            raise ConfigError(
+                f"dataset.path={path} holds a class split (each task its own classes); "
+                f"scenario={DOMAIN_INCREMENTAL} does not fit it: use scenario="
+                f"{TASK_INCREMENTAL} or {CLASS_INCREMENTAL}."
+            )
+        split.scenario = scenario
+    if split.n_tasks != int(cfg.n_tasks):
+        raise ConfigError(
+            f"dataset.path={path} holds {split.n_tasks} tasks but n_tasks={cfg.n_tasks}; "
+            f"set n_tasks={split.n_tasks}."
+        )
     return data, split
 
 

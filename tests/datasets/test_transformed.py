@@ -32,8 +32,8 @@ def test_names_say_transform_and_base():
 
 def test_permutations_are_fixed_per_task_and_reproducible_from_the_seed():
     first, again, other = (task_permutations(64, 4, s) for s in (3, 3, 4))
-    assert all(torch.equal(a, b) for a, b in zip(first, again))
-    assert not any(torch.equal(a, b) for a, b in zip(first, other))
+    assert all(torch.equal(a, b) for a, b in zip(first, again, strict=True))
+    assert not any(torch.equal(a, b) for a, b in zip(first, other, strict=True))
     assert len({tuple(p.tolist()) for p in first}) == 4  # a different one per task
     for permutation in first:  # GEM: task 0 is permuted too
         assert sorted(permutation.tolist()) == list(range(64))
