@@ -114,3 +114,23 @@ def test_domain_incremental_runs_learn(tmp_path, mode):
     assert summary["ACC"] > {"finetune": 30.0, "er": 60.0, "gem": 40.0}[mode]
     assert matrix.iloc[-1, -1] > 50.0  # the last permutation, just learnt
     assert {"BWT", "FWT"} <= set(summary)
+
+
+@pytest.mark.parametrize(
+    "overrides,message",
+    [
+        (["n_tasks=5"], "holds 2 tasks but n_tasks=5; set n_tasks=2"),
+        (["n_tasks=2", "scenario=class_incremental"], "use scenario=domain_incremental"),
+        (["n_tasks=2", "dataset.path=null"], "needs dataset.path"),
+    ],
+)
+def test_a_gem_file_that_does_not_fit_the_run_is_refused(tmp_path, overrides, message):
+    from rainbow_runner.datasets import load_dataset
+    from rainbow_runner.datasets.gem_format import write_gem_file
+    from rainbow_runner.datasets.transformed import transformed_stream
+
+    stream, split = transformed_stream(load_dataset("digits", ""), "rotated", 2, 0, 50)
+    write_gem_file(stream, split, tmp_path / "s.pt", [0.0, 1.0])
+    run = ["mode=finetune", "dataset=gem_file", f"dataset.path={tmp_path / 's.pt'}", *TINY]
+    with pytest.raises(ConfigError, match=message):
+        run_in_process(tmp_path / "run", [*run, *overrides])
