@@ -85,7 +85,7 @@ def time_ours(features: np.ndarray, labels: np.ndarray, n: int, repeats: int) ->
     """ms (CPU time, best of repeats) and the choice of each of our strategies."""
     import torch
 
-    from rainbow_runner.memory.selection import herding_selection
+    from rainbow_runner.memory.herding import herding_selection
     from rainbow_runner.memory.strategies import STRATEGIES, GroupQuota
     from tests.memory.legacy import legacy_herding_selection
 

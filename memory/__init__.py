@@ -17,9 +17,10 @@ from rainbow_runner.memory import (  # noqa: F401  (registration)
 )
 from rainbow_runner.memory.base import MEMORIES, Memory, SelectionContext, extract_features
 from rainbow_runner.memory.parametric import ParametricMemory
+from rainbow_runner.memory.quota import GroupQuota
 from rainbow_runner.memory.rehearsal import RehearsalMemory
 from rainbow_runner.memory.selection import balanced_quota
-from rainbow_runner.memory.strategies import STRATEGIES, GroupQuota
+from rainbow_runner.memory.strategies import STRATEGIES
 
 __all__ = [
     "MEMORIES",

@@ -15,8 +15,9 @@ import numpy as np
 import torch
 
 from rainbow_runner.datasets.choices import ChoiceError
+from rainbow_runner.memory.quota import GroupQuota
 from rainbow_runner.memory.selection import balanced_quota
-from rainbow_runner.memory.strategies import GroupQuota, import_object
+from rainbow_runner.memory.strategies import import_object
 
 GROUPINGS = ("class", "experience", "none")
 KeyFunction = Callable[[torch.Tensor, torch.Tensor, torch.Tensor], torch.Tensor]

@@ -7,14 +7,18 @@ closest_to_center, cluster, prototype, uncertainty) is this class with its parts
 
 from __future__ import annotations
 
+import numpy as np
 import torch
 
 from rainbow_runner.datasets.choices import ChoiceError
 from rainbow_runner.memory.base import MEMORIES, Memory, SelectionContext, extract_features
+from rainbow_runner.memory.group_reservoir import group_reservoir
 from rainbow_runner.memory.grouping import group_keys, group_quota, resolve_grouping
-from rainbow_runner.memory.strategies import GroupQuota, needs_features, resolve_strategy
+from rainbow_runner.memory.quota import GroupQuota
+from rainbow_runner.memory.strategies import needs_features, resolve_strategy
 
 INTAKES = ("stream", "task")
+RESERVOIR = "reservoir"  # the one selection that is not a strategy: it keeps counters
 
 
 @MEMORIES.register("parametric")
@@ -49,10 +53,17 @@ class ParametricMemory(Memory):
                 f"unknown mem_manage.intake '{intake}'; valid choices are: {', '.join(INTAKES)}."
             )
         self.groupby = resolve_grouping(groupby)
-        self.strategy = resolve_strategy(select)
         self.select_name = select if isinstance(select, str) else select.__name__
         self.streaming = intake == "stream"
-        self.uses_features = needs_features(self.strategy)
+        # select=reservoir: a reservoir per group, each with its count of samples seen.
+        self.reservoir = select == RESERVOIR
+        if self.reservoir and not self.streaming:
+            raise ChoiceError(
+                "mem_manage.select=reservoir samples a stream: use mem_manage.intake=stream."
+            )
+        self.seen: dict[int, int] = {}
+        self.strategy = None if self.reservoir else resolve_strategy(select)
+        self.uses_features = not self.reservoir and needs_features(self.strategy)
         if self.streaming and self.uses_features:
             raise ChoiceError(
                 f"mem_manage.select={self.select_name} chooses by the model's features, which "
@@ -102,8 +113,35 @@ class ParametricMemory(Memory):
         pool = torch.cat([self.indices, indices])
         pool_labels = torch.cat([self.labels, labels])
         pool_tasks = torch.cat([self.stored_task_ids(), incoming])
-        keep = self.choose(pool, pool_labels, pool_tasks, n_exposed, None)
+        if self.reservoir:
+            keep = self._reservoir_keep(pool, pool_labels, pool_tasks, n_exposed)
+        else:
+            keep = self.choose(pool, pool_labels, pool_tasks, n_exposed, None)
         self.indices, self.labels = pool[keep], pool_labels[keep]
+
+    def _reservoir_keep(
+        self, pool: torch.Tensor, labels: torch.Tensor, task_ids: torch.Tensor, n_exposed: int
+    ) -> torch.Tensor:
+        """Reservoir sampling per group on memory ∪ incoming; counts the incoming as seen."""
+        keys = group_keys(self.groupby, pool, labels, task_ids)
+        keys = torch.zeros(len(pool), dtype=torch.long) if keys is None else keys
+        present, groups = torch.unique(keys, return_inverse=True)
+        quota = self.quota(pool, labels, task_ids, n_exposed)
+        seen = np.array([self.seen.get(int(key), 0) for key in present], dtype=np.int64)
+        groups_np, n_stored = groups.numpy(), len(self)
+        keep = group_reservoir(groups_np, n_stored, quota.counts.numpy(), seen, self.rng)
+        arrived = np.bincount(groups_np[n_stored:], minlength=len(present))
+        for key, count in zip(present.tolist(), arrived.tolist(), strict=True):
+            self.seen[key] = self.seen.get(key, 0) + count
+        return torch.from_numpy(keep)
+
+    def extra_state(self) -> dict[str, np.ndarray | int | float]:
+        keys = sorted(self.seen)
+        return {"seen": np.array([[key, self.seen[key]] for key in keys], dtype=np.int64)}
+
+    def load_extra_state(self, state: dict[str, np.ndarray]) -> None:
+        seen = np.asarray(state.get("seen", np.zeros((0, 2))), dtype=np.int64).reshape(-1, 2)
+        self.seen = {int(key): int(count) for key, count in seen}
 
     def select(
         self, indices: torch.Tensor, labels: torch.Tensor, context: SelectionContext

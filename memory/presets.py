@@ -10,23 +10,25 @@ from rainbow_runner.memory.parametric import ParametricMemory
 
 @MEMORIES.register("class_balanced")
 class ClassBalancedMemory(ParametricMemory):
-    """intake=stream, groupby=class, select=random: an equal random share per class."""
+    """intake=stream, groupby=class, select=reservoir: an equal share per class, each class a
+    uniform sample of its own stream."""
 
     def __init__(
         self, capacity: int, seed: int, fixed: bool = False, n_classes: int = 0, n_tasks: int = 0
     ) -> None:
-        super().__init__(capacity, seed, "class", "random", "stream", fixed, True, "", n_classes)
+        super().__init__(capacity, seed, "class", "reservoir", "stream", fixed, True, "", n_classes)
 
 
 @MEMORIES.register("experience_balanced")
 class ExperienceBalancedMemory(ParametricMemory):
-    """intake=stream, groupby=experience, select=random: an equal random share per task."""
+    """intake=stream, groupby=experience, select=reservoir: an equal share per task, each task
+    a uniform sample of its own stream."""
 
     def __init__(
         self, capacity: int, seed: int, fixed: bool = False, n_classes: int = 0, n_tasks: int = 0
     ) -> None:
         super().__init__(
-            capacity, seed, "experience", "random", "stream", fixed, True, "", n_classes, n_tasks
+            capacity, seed, "experience", "reservoir", "stream", fixed, True, "", n_classes, n_tasks
         )
 
 

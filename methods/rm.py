@@ -45,8 +45,8 @@ class RainbowMemory(Method):
         report = self.memory.update_report()
         scoring_seconds = float(report.get("scoring_seconds", 0.0))
         writer = self.context.writer
-        writer.scalar("memory/update_seconds", update_seconds, task_id)
-        writer.scalar("memory/scoring_seconds", scoring_seconds, task_id)
+        writer.scalar("memory/update_seconds", update_seconds, task_id, "task")
+        writer.scalar("memory/scoring_seconds", scoring_seconds, task_id, "task")
         uncertainty = report.get("uncertainty")
         if uncertainty is not None and len(uncertainty):
             writer.histogram("memory/candidate_uncertainty", np.asarray(uncertainty), task_id)

@@ -7,6 +7,7 @@ from omegaconf import DictConfig
 
 from rainbow_runner.memory import MEMORIES
 from rainbow_runner.methods import METHODS
+from rainbow_runner.runner.plugins import check_early_stopping
 from rainbow_runner.runner.reporting.trackers import check_trackers
 from rainbow_runner.runner.schema import ConfigError, check_settings
 
@@ -16,7 +17,8 @@ __all__ = ["ConfigError", "check_config", "check_data_settings", "config_warning
 def check_config(cfg: DictConfig) -> None:
     """Every type, range and choice the runner relies on, with a message a user can act on."""
     check_settings(cfg)
-    METHODS.get(cfg.mode.name)
+    method = METHODS.get(cfg.mode.name)
+    check_early_stopping(cfg, cfg.stream.name == "online" and not method.offline_only)
     if cfg.mem_manage.name == "default":
         raise ConfigError(
             f"mode={cfg.mode.name} has no default memory manager "

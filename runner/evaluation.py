@@ -20,6 +20,7 @@ from rainbow_runner.runner.run_state import RunRecord
 
 log = logging.getLogger(__name__)
 ACCURACY_DECIMALS = 4  # in %: 0.0001% is finer than any test set here resolves
+LOSS_DECIMALS = 6  # a float32 mean loss holds ~7 significant digits; the rest is noise
 
 
 @dataclass
@@ -129,9 +130,9 @@ def record_task(
     row |= {
         "A_avg_so_far": round(a_avg(np.array(record.task_accuracy)), ACCURACY_DECIMALS),
         "forgetting_so_far": round(forgetting(matrix), ACCURACY_DECIMALS),
-        "train_loss": train_loss,
+        "train_loss": round(float(train_loss), LOSS_DECIMALS),
         "steps": steps,
-        "wall_seconds": seconds,
+        "wall_seconds": round(float(seconds), 3),
     }
     writer.add_task(row, group_accuracy)
     writer.scalar("test/accuracy", accuracy, task_id, "task")
@@ -141,7 +142,7 @@ def record_task(
     writer.scalar("test/forgetting_so_far", row["forgetting_so_far"], task_id, "task")
     for group, value in enumerate(group_accuracy):  # row task_id of the accuracy matrix
         writer.scalar(f"test/acc_task{group}", value, task_id, "task")
-    writer.scalar("train/task_loss", train_loss, task_id, "task")
+    writer.scalar("train/task_loss", row["train_loss"], task_id, "task")
     writer.histogram("memory/class", memory.labels.numpy(), task_id)
     log.info(
         "task %d/%d | classes %d | train %d | memory %d | test acc %.2f%% | loss %.4f | %.1fs",

@@ -22,8 +22,9 @@ rainbow-runner: continual-learning experiments from the command line (Hydra).
 
 Pick a method, a memory, a data set, a stream and a split as group=option, change any key as
 key=value; the runner trains task after task, evaluates after each, and writes run.log,
-results/ (tasks.csv, acc_matrix.csv, summary.csv), tb/ (TensorBoard) and .hydra/ into its run
-directory. Exit status: 0 done, 2 bad input (one `error: ...` paragraph), 1 the run failed.
+results/ (tasks.csv, acc_matrix.csv, summary.csv), tb/ (TensorBoard; logger=[...] adds csv,
+wandb, mlflow) and .hydra/ into its run directory. Exit status: 0 done, 2 bad input (one
+`error: ...` paragraph), 1 the run failed.
 
 Usage: rainbow-runner [--multirun] [group=option ...] [key=value ...]
        (also `python -m rainbow_runner`, or `python -m runner` in the repository)"""
@@ -36,6 +37,7 @@ Examples:
   rainbow-runner experiment=cifar10_blurry10_online mode=rm trans=[cutmix,autoaug]
   rainbow-runner --multirun mode=er,rm 'seed=range(1,4)'   # a sweep, then its report
   rainbow-runner mode=finetune --cfg job              # print the composed config, run nothing
+  rainbow-runner 'logger=[tensorboard,wandb]'         # also an offline W&B run (<run dir>/wandb)
   rainbow-report multirun/<time>                      # mean ± std over seeds per configuration
 
 More: --hydra-help (Hydra's own flags), README.md, docs/."""

@@ -109,6 +109,7 @@ def trainer_state_dict(trainer: Trainer, position: StreamPosition) -> dict[str, 
         "results": trainer.writer.state_dict(),
         "anytime": trainer.anytime.state_dict(),
         "rng": rng_state(),
+        "early_stopping": stopping.state_dict() if (stopping := trainer.early_stopping) else None,
     }
 
 
@@ -127,6 +128,8 @@ def load_trainer_state(trainer: Trainer, state: dict[str, Any]) -> None:
     trainer.method.load_state_dict(state["method"])
     trainer.memory.load_state_dict({k: np.asarray(v) for k, v in state["memory"].items()})
     trainer.steps.running.load_state_dict(state["running"])
+    if trainer.early_stopping is not None and state.get("early_stopping") is not None:
+        trainer.early_stopping.load_state_dict(state["early_stopping"])
     trainer.record = RunRecord.from_state_dict(state["record"])
     trainer.writer.load_state_dict(state["results"])
     trainer.anytime.load_state_dict(state.get("anytime"))  # absent from older checkpoints

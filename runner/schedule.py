@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import warnings
 from collections.abc import Callable, Iterable
 from typing import Any
 
@@ -9,6 +10,7 @@ import torch
 
 OptimizerFactory = Callable[[Iterable], torch.optim.Optimizer]
 SchedulerFactory = Callable[[torch.optim.Optimizer], Any]
+SCHEDULE_PER = ("epoch", "task")  # lr_schedule_per: what one step of the schedule is
 
 
 class TaskSchedule:
@@ -16,26 +18,42 @@ class TaskSchedule:
 
     warmup_epochs: the task's first passes run at 0.1·lr and the schedule starts after them
     (the paper's code runs one). A method with nothing to optimise gets neither.
+    per (lr_schedule_per): "epoch" restarts the schedule at every task and steps it after each
+    epoch or pass (the paper's; Avalanche's LRSchedulerPlugin default); "task" steps it once per
+    task and never restarts it: task t trains at the schedule's t-th value throughout.
     """
 
     def __init__(
-        self, make_optimizer: OptimizerFactory, make_scheduler: SchedulerFactory, warmup: int
+        self,
+        make_optimizer: OptimizerFactory,
+        make_scheduler: SchedulerFactory,
+        warmup: int,
+        per: str = "epoch",
     ) -> None:
+        if per not in SCHEDULE_PER:
+            raise ValueError(f"lr_schedule_per={per}: use one of {', '.join(SCHEDULE_PER)}.")
         self.make_optimizer, self.make_scheduler, self.warmup = (
             make_optimizer,
             make_scheduler,
             warmup,
         )
+        self.per = per
         self.optimizer: torch.optim.Optimizer | None = None
         self.scheduler = None
         self.task_epoch = 0  # passes so far in the current task
         self.warm_lrs: list[float] | None = None  # the lrs a warm-up pass lowered
 
-    def build(self, groups: Iterable) -> None:
-        """A fresh optimizer and scheduler over the given parameters (groups) for a task."""
+    def build(self, groups: Iterable, task_id: int = 0) -> None:
+        """A fresh optimizer and scheduler over the given parameters (groups) for a task; per
+        task, the schedule is stepped to task_id's value."""
         groups = list(groups)
         self.optimizer = self.make_optimizer(groups) if groups else None
         self.scheduler = self.make_scheduler(self.optimizer) if groups else None
+        if self.scheduler is not None and self.per == "task":
+            with warnings.catch_warnings():  # stepped ahead of any optimizer step, on purpose
+                warnings.simplefilter("ignore", UserWarning)
+                for _ in range(task_id):
+                    self.scheduler.step()
 
     def begin_epoch(self) -> bool:
         """Count the pass; a warm-up pass lowers the lr to a tenth. Returns whether it does."""
@@ -49,11 +67,12 @@ class TaskSchedule:
 
     def end_epoch(self, warm: bool, step: bool = True) -> None:
         """Restore the lr after a warm-up pass (the schedule starts after it), else step it
-        (unless step=False: a task-free stream's periods are no epochs of its schedule)."""
+        (per epoch; per task, build() has stepped it; step=False: a task-free stream's periods
+        are no epochs of its schedule)."""
         if warm:
             for group, lr in zip(self.optimizer.param_groups, self.warm_lrs, strict=True):
                 group["lr"] = lr
-        elif self.scheduler is not None and step:
+        elif self.scheduler is not None and step and self.per == "epoch":
             self.scheduler.step()
 
     def lr(self) -> float | None:

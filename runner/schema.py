@@ -45,6 +45,7 @@ class Setting:
     low: float | None = None
     high: float | None = None
     above_low: bool = False  # low itself is not allowed (lr > 0)
+    below_high: bool = False  # high itself is not allowed (val_share < 1)
     choices: tuple[Any, ...] | Callable[[], tuple[Any, ...]] = ()
     nullable: bool = False
     also: tuple[str, ...] = ()  # words accepted besides the kind's values (crop_padding: auto)
@@ -53,7 +54,9 @@ class Setting:
         """What the setting takes, as a phrase after 'must be'."""
         if self.kind in ("int", "number"):
             what = "a whole number" if self.kind == "int" else "a number"
-            if self.low is not None and self.high is not None:
+            if self.low is not None and self.high is not None and self.below_high:
+                phrase = f"strictly between {shown(self.low)} and {shown(self.high)} ({what})"
+            elif self.low is not None and self.high is not None:
                 phrase = f"between {shown(self.low)} and {shown(self.high)} ({what})"
             elif self.above_low:
                 phrase = f"greater than {shown(self.low)} ({what})"
@@ -89,6 +92,8 @@ class Setting:
                 return False
             if self.low is not None and (value <= self.low if self.above_low else value < self.low):
                 return False
+            if self.high is not None and self.below_high:
+                return value < self.high
             return self.high is None or value <= self.high
         if self.kind == "bool":
             return isinstance(value, bool)
@@ -141,6 +146,22 @@ SETTINGS: dict[str, Setting] = {
     "mem_size": Setting("int", "episodic memory capacity in samples (0 = no memory)", 0),
     "trans": Setting("list", "augmentations on top of the base crop/flip", choices=_trans_entries),
     "warmup_epochs": Setting("int", "the first N passes of each task run at 0.1*lr", 0),
+    "lr_schedule_per": Setting(
+        "choice",
+        "the lr schedule steps per epoch (restarted each task) or per task",
+        choices=("epoch", "task"),
+    ),
+    "grad_clip": Setting("number", "max total gradient norm per step (0 = off)", 0, nullable=True),
+    "patience": Setting("int", "early stopping: epochs without a better validation accuracy", 0),
+    "val_share": Setting(
+        "number",
+        "share of each task held out for early stopping",
+        0,
+        1,
+        above_low=True,
+        below_high=True,
+    ),
+    "restore_best": Setting("bool", "end each task with its best validation epoch's weights"),
     "crop_padding": Setting(
         "int", "base random crop's padding in px (0 = no crop)", 0, also=("auto",)
     ),

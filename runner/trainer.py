@@ -26,6 +26,11 @@ from rainbow_runner.runner.assembly import DeviceImages, run_settings, speed_and
 from rainbow_runner.runner.checkpoint import Checkpointer
 from rainbow_runner.runner.evaluation import Evaluation, evaluate_test_set, record_task
 from rainbow_runner.runner.options import build_memory, method_options
+from rainbow_runner.runner.plugins import (
+    make_early_stopping,
+    validation_split,
+    with_gradient_clipping,
+)
 from rainbow_runner.runner.reporting.results import ResultWriter
 from rainbow_runner.runner.run_state import (
     MEMORY_PHASE,
@@ -62,7 +67,8 @@ class Trainer:
             OmegaConf.resolve(cfg)
         self.cfg, self.device, self.writer = cfg, device, writer
         method_class = METHODS.get(cfg.mode.name)
-        self.split = method_class.prepare_split(split)
+        # patience > 0: a validation share of each task is held out of everything (never trained)
+        self.split, held_out = validation_split(cfg, method_class.prepare_split(split))
         self.online = cfg.stream.name == "online" and not method_class.offline_only
         self.fetch_images = DeviceImages(data.train_x, device)
         self.train_x = self.fetch_images.images
@@ -87,8 +93,12 @@ class Trainer:
         self.task_boundaries = not self.stream_exposure or acts_at_task_ends(
             method_class, self.memory
         )
+        self.precision = with_gradient_clipping(self.precision, cfg.grad_clip)
         self.schedule = TaskSchedule(
-            instantiate(cfg.optimizer), instantiate(cfg.scheduler), int(cfg.warmup_epochs)
+            instantiate(cfg.optimizer),
+            instantiate(cfg.scheduler),
+            int(cfg.warmup_epochs),
+            str(cfg.lr_schedule_per),
         )
         self.context = MethodContext(
             model=self.model,
@@ -123,6 +133,7 @@ class Trainer:
         # Steps drawn ahead and prepared in one call when their batches are known ahead.
         self.steps_ahead = max(1, int(cfg.augment_chunk) // int(cfg.batchsize))
         self.task_id = 0
+        self.early_stopping = make_early_stopping(self, held_out)  # None: patience=0
         self.record = RunRecord()
         self.checkpointer: Checkpointer | None = None  # set by runner.app; None: no checkpoints
         self.resume = ResumePoint()  # where load_state_dict() says the run picks up
@@ -139,7 +150,7 @@ class Trainer:
     def new_optimizer(self) -> None:
         """A fresh optimizer and schedule over the method's parameter_groups() (every task, as
         in the paper: the head may have grown)."""
-        self.schedule.build(self.method.parameter_groups())
+        self.schedule.build(self.method.parameter_groups(), self.task_id)
         self.context.optimizer = self.schedule.optimizer
 
     # --- epochs and passes --------------------------------------------------------------------
@@ -292,12 +303,17 @@ class Trainer:
         )
         if self.writer.opened:
             self.anytime.write(self.writer.results_dir)
-        self.writer.scalar("anytime/acc", row["accuracy"], n_samples_seen)
+        self.writer.scalar("anytime/acc", row["accuracy"], n_samples_seen, "samples")
 
     def _run_epochs(
-        self, phase: int, n_epochs: int, make_pool: Callable[[], tuple[torch.Tensor, int]]
+        self,
+        phase: int,
+        n_epochs: int,
+        make_pool: Callable[[], tuple[torch.Tensor, int]],
+        stop_after: Callable[[], bool] | None = None,
     ) -> None:
-        """Shuffled epochs over make_pool()'s indices, skipping those a resumed run has done."""
+        """Shuffled epochs over make_pool()'s indices, skipping those a resumed run has done,
+        until stop_after() says so (early stopping)."""
         for epoch in range(n_epochs):
             if self.resume.already_done(phase, epoch):
                 continue
@@ -305,6 +321,8 @@ class Trainer:
             pool, n_stream = make_pool() if resume_at is None else (resume_at.order, 0)
             if len(pool):
                 self.run_epoch(pool, n_stream, phase, epoch, resume_at)
+            if stop_after is not None and stop_after():
+                break
 
     def begin_task(self) -> None:
         """grow the head -> prepare_model -> optimizer over parameter_groups -> before_task."""
@@ -327,8 +345,14 @@ class Trainer:
             if not self.resume.already_done(STREAM_PHASE, 0):
                 self.online_pass(task_indices, self.resume.continue_at(STREAM_PHASE, 0))
         else:
-            epochs = int(self.cfg.n_epoch)
-            self._run_epochs(STREAM_PHASE, epochs, lambda: self.method.offline_pool(task_indices))
+            epochs, stopping = int(self.cfg.n_epoch), self.early_stopping
+            if stopping is not None and self.resume.position is None:  # else restored
+                stopping.begin_task(task_id)
+            stop_after = None if stopping is None else stopping.after_epoch
+            pool = lambda: self.method.offline_pool(task_indices)  # noqa: E731
+            self._run_epochs(STREAM_PHASE, epochs, pool, stop_after)
+            if stopping is not None:
+                stopping.end_task(task_id)
         if self.resume.position is None:  # else it stopped in a memory epoch, after this update
             self.method.end_stream(task_id, task_indices, streamed=self.online)
         memory_pool = self.method.memory_pool

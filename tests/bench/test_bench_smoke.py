@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import csv
 import math
+from pathlib import Path
 
 import pytest
 import torch
@@ -98,3 +99,43 @@ def test_memory_selection_bench_times_every_strategy_and_checks_herding(tmp_path
     herding = next(row for row in rows if row["function"] == "herding")
     assert herding["note"] == "same choice as before"
     assert len(list(csv.DictReader(out.open()))) == len(rows)
+
+
+def test_vs_avalanche_bench_tables_both_sides_and_marks_modes_not_in_this_runner(
+    tmp_path, monkeypatch, capsys
+):
+    from bench import vs_avalanche
+
+    commands = []
+
+    def fake_child(command, cwd, env, timeout):  # no Avalanche, no data set: canned children
+        commands.append(command)
+        if str(vs_avalanche.AVALANCHE_SIDE) in command:
+            return 0, '{"A_last": 70.0}\n', 20.0, 10.0, 1000.0
+        seed = int(next(c for c in command if c.startswith("seed=")).split("=")[1])
+        run_dir = Path(next(c for c in command if c.startswith("hydra.run.dir=")).split("=")[1])
+        (run_dir / "results").mkdir(parents=True)
+        summary = "A_last,status\n" + f"{70 + 2 * seed},complete\n"
+        (run_dir / "results" / "summary.csv").write_text(summary)
+        return 0, "", 10.0, 8.0, 500.0
+
+    monkeypatch.setattr(vs_avalanche, "run_child", fake_child)
+    monkeypatch.setattr(vs_avalanche, "AVALANCHE_PYTHON", tmp_path)  # "installed"
+    out = tmp_path / "vs.csv"
+    rows = vs_avalanche.main(
+        ["--strategies", "Replay", "Cumulative", "--seeds", "1", "2"] + [f"--csv={out}"]
+    )
+    replay, cumulative = rows
+    assert replay["ours_A_last"] == "73.00±1.41" and replay["avalanche_A_last"] == "70.00±0.00"
+    assert replay["wall_ratio"] == "0.50" and replay["rss_ratio"] == "0.50"
+    ours = [c for c in commands if "-m" in c]
+    assert "experiment=fashion_mnist_avalanche_ci" in ours[0] and "num_threads=1" in ours[0]
+    if not vs_avalanche.registered("cumulative"):
+        assert cumulative["note"] == "not in this runner"
+    assert len(list(csv.DictReader(out.open()))) == 2
+    assert len(list(csv.DictReader((tmp_path / "vs_runs.csv").open()))) >= 4
+
+    monkeypatch.setattr(vs_avalanche, "AVALANCHE_PYTHON", tmp_path / "absent")
+    rows = vs_avalanche.main(["--strategies", "Replay", "--csv="])
+    assert "Avalanche side skipped" in capsys.readouterr().out
+    assert rows[0]["avalanche_A_last"] == "n/a" and rows[0]["ours_A_last"] == "72.00±0.00"

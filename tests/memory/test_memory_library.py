@@ -4,6 +4,7 @@ streams, fixed and flexible quotas, features at a named layer, user functions by
 from __future__ import annotations
 
 import itertools
+import math
 
 import numpy as np
 import pytest
@@ -90,6 +91,36 @@ def test_experience_balanced_task_counts_differ_by_at_most_one_among_tasks():
             short = counts < counts.max() - 1
             assert torch.equal(counts[short], offered[short]), (counts, offered)
     assert sorted(torch.bincount(memory.stored_task_ids()).tolist()) == [12, 12, 13, 13]
+
+
+def spread_bound(n: int, kept: int) -> float:
+    """4 standard deviations of the mean of `kept` positions drawn without replacement from
+    range(n): the variance of one uniform position, (n^2 - 1) / 12, over kept, times the
+    finite-population correction."""
+    return 4 * math.sqrt((n**2 - 1) / 12 / kept * (n - kept) / (n - 1))
+
+
+@pytest.mark.parametrize("name", ["class_balanced", "experience_balanced"])
+def test_a_balanced_memory_keeps_a_uniform_sample_of_each_groups_stream(name):
+    # A re-drawn random subset of memory + batch would keep about the last 300 samples (mean
+    # position ~2,850); a reservoir per group keeps each of the 3,000 with probability 50/3,000.
+    memory = MEMORIES.get(name)(capacity=50, seed=0)
+    for start in range(0, 3000, 10):
+        memory.add(
+            torch.arange(start, start + 10), torch.zeros(10, dtype=torch.long), 1, task_ids=0
+        )
+    kept = memory.indices.double()
+    assert len(kept) == 50
+    assert abs(kept.mean() - 2999 / 2) < spread_bound(3000, 50)  # 490
+    # The count from the first half is hypergeometric (~Binomial(50, 1/2)): within 4 std.
+    assert abs(int((kept < 1500).sum()) - 25) < 4 * math.sqrt(50 * 0.25)
+    # A second class (task) arrives: the first group's share halves, by a uniform subset.
+    for start in range(3000, 4000, 10):
+        memory.add(torch.arange(start, start + 10), torch.ones(10, dtype=torch.long), 2, task_ids=1)
+    first, second = memory.indices[memory.indices < 3000], memory.indices[memory.indices >= 3000]
+    assert len(first) == len(second) == 25
+    assert abs(first.double().mean() - 2999 / 2) < spread_bound(3000, 25)
+    assert abs(second.double().mean() - (3000 + 3999) / 2) < spread_bound(1000, 25)
 
 
 def test_ring_keeps_each_tasks_newest_samples_in_arrival_order():

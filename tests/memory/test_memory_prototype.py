@@ -6,10 +6,10 @@ import pytest
 import torch
 from torch.nn import functional as F
 
-import rainbow_runner.memory.selection as selection
+import rainbow_runner.memory.herding as herding_module
 from rainbow_runner.memory.base import SelectionContext
+from rainbow_runner.memory.herding import herding_selection
 from rainbow_runner.memory.prototype import PrototypeMemory
-from rainbow_runner.memory.selection import herding_selection
 from rainbow_runner.runner.models import mlp
 
 
@@ -64,7 +64,7 @@ def test_blocks_of_classes_give_the_same_choice(monkeypatch):
     labels = torch.randint(0, 6, (90,))
     features = torch.randn(90, 8)
     whole = herding_selection(features, labels, 4)
-    monkeypatch.setattr(selection, "_BLOCK_ELEMENTS", 1)  # one class per block
+    monkeypatch.setattr(herding_module, "_BLOCK_ELEMENTS", 1)  # one class per block
     assert herding_selection(features, labels, 4).tolist() == whole.tolist()
 
 

@@ -7,12 +7,10 @@ import numpy as np
 import pytest
 import torch
 
+import rainbow_runner.memory.herding as herding_module
 from rainbow_runner.memory import MEMORIES, SelectionContext
-from rainbow_runner.memory.selection import (
-    herding_selection,
-    rainbow_select,
-    uncertainty_from_predictions,
-)
+from rainbow_runner.memory.herding import herding_selection
+from rainbow_runner.memory.selection import rainbow_select, uncertainty_from_predictions
 from rainbow_runner.memory.uncertainty import perturbations, perturbed_predictions
 from tests.memory.legacy import LegacyRandom, legacy_herding_selection
 
@@ -47,6 +45,18 @@ def test_herding_chooses_what_the_old_herding_chose(n, dim, n_classes, n_per_cla
     features = torch.randn(n, dim) + labels[:, None].float()
     old = legacy_herding_selection(features, labels, n_per_class)
     assert torch.equal(herding_selection(features, labels, n_per_class), old)
+
+
+@pytest.mark.parametrize("seed", [0, 1, 2])
+def test_herding_one_class_at_a_time_chooses_what_the_old_herding_chose(monkeypatch, seed):
+    """The CPU path for a class alone in its block (two steps per pass, a guessed second pick
+    kept only when exact) against the old batched steps, on features like a ReLU layer's."""
+    monkeypatch.setattr(herding_module, "_BLOCK_ELEMENTS", 1)
+    torch.manual_seed(seed)
+    labels = torch.randint(0, 2, (3000,))
+    features = torch.relu(torch.randn(3000, 48) + labels[:, None].float())
+    old = legacy_herding_selection(features, labels, 150)
+    assert torch.equal(herding_selection(features, labels, 150), old)
 
 
 def toy_context(task_id: int, n_exposed: int) -> SelectionContext:
@@ -111,12 +121,12 @@ COMPOSED = {
     "class_balanced": (
         "class_balanced",
         {},
-        {"groupby": "class", "select": "random", "intake": "stream"},
+        {"groupby": "class", "select": "reservoir", "intake": "stream"},
     ),
     "experience_balanced": (
         "experience_balanced",
         {},
-        {"groupby": "experience", "select": "random", "intake": "stream"},
+        {"groupby": "experience", "select": "reservoir", "intake": "stream"},
     ),
     "ring": ("ring", {}, {"groupby": "experience", "select": "fifo", "intake": "stream"}),
 }

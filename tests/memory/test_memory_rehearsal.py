@@ -38,7 +38,7 @@ def test_herding_through_the_api_equals_the_strategy_on_the_same_features():
     features = torch.randn(100, 6)
     memory = RehearsalMemory(10, select="herding", fill=False)
     memory.add(x, y, 0, features=features)
-    from rainbow_runner.memory.selection import herding_selection
+    from rainbow_runner.memory.herding import herding_selection
 
     expected = herding_selection(features, y, 5)
     assert torch.equal(memory.get()[0], x[expected])

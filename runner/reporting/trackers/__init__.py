@@ -49,7 +49,8 @@ class Tracker:
     """One destination of a run's logged values; a tracker overrides what it can store.
 
     scalar's axis says what step counts: "step" (the run's gradient steps: train/*), "task"
-    (the task index: test/*, train/task_loss) or "final" (the run's headline metrics).
+    (the task index: test/*, train/task_loss, memory/*), "samples" (stream samples seen:
+    anytime/acc) or "final" (the run's headline metrics).
     """
 
     def scalar(self, tag: str, value: float, step: int, axis: str = "step") -> None:

@@ -31,6 +31,7 @@ class CsvTracker(Tracker):
         keep = ((rows["axis"] == "step") & (rows["step"] < purge_step)) | (
             (rows["axis"] == "task") & (rows["step"] < tasks_done)
         )
+        keep |= ~rows["axis"].isin(["step", "task", "final"])  # samples: no checkpoint count
         text = rows[keep].to_csv(index=False)
         replace_atomically(self.path, lambda handle: handle.write(text.encode()))
 

@@ -8,7 +8,12 @@ import numpy as np
 from rainbow_runner.runner.reporting.trackers import RunContext, Tracker
 
 # Each axis is its own step metric, so train/* (gradient steps) and test/* (tasks) share a run.
-AXIS_KEYS = {"step": "global_step", "task": "task"}
+AXIS_KEYS = {"step": "global_step", "task": "task", "samples": "samples_seen"}
+AXIS_TAGS = {
+    "global_step": ("train/*",),
+    "task": ("train/task_loss", "test/*", "memory/*"),
+    "samples_seen": ("anytime/*",),
+}
 
 
 class WandbTracker(Tracker):
@@ -47,12 +52,10 @@ class WandbTracker(Tracker):
                 settings=wandb.Settings(console="off", x_disable_stats=True, silent=True),
                 **self.options,
             )
-            for axis, key in AXIS_KEYS.items():
+            for key, tags in AXIS_TAGS.items():
                 self.run.define_metric(key, hidden=True)
-                prefixes = ("train/task_loss", "test/*", "memory/*") if axis == "task" else ()
-                for prefix in prefixes:
-                    self.run.define_metric(prefix, step_metric=key)
-            self.run.define_metric("train/*", step_metric="global_step")
+                for tag in tags:
+                    self.run.define_metric(tag, step_metric=key)
         return self.run
 
     def scalar(self, tag: str, value: float, step: int, axis: str = "step") -> None:
