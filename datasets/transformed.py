@@ -22,6 +22,7 @@ from rainbow_runner.datasets.splits import TaskSplit
 
 TRANSFORMS: tuple[str, ...] = ("permuted", "rotated")
 MAX_ROTATION = 90.0  # GEM's --max_rot (--min_rot 0)
+TUNING_SEED_OFFSET = 1_000_003  # a tuning stream's transforms: never those of a reported stream
 
 
 def transform_of(name: str) -> tuple[str, str] | None:
@@ -133,6 +134,33 @@ def transformed_stream(
     )
     split.test_tasks = torch.cat(tasks)
     return stream, split
+
+
+def held_out_validation(data: ImageData, seed: int) -> ImageData:
+    """The training set split in two: as many validation rows as the test set has (drawn by
+    seed) become the "test" set, the rest the training set; the real test set is left out."""
+    if not isinstance(data.train_x, torch.Tensor):
+        raise DatasetError(f"{data.name}: a tuning stream needs an in-memory data set.")
+    n_validation = min(len(data.test_y), len(data.train_y) // 2)
+    order = torch.randperm(len(data.train_y), generator=torch.Generator().manual_seed(int(seed)))
+    validation, train = order[:n_validation], order[n_validation:]
+    return replace(
+        data,
+        train_x=data.train_x[train],
+        train_y=data.train_y[train],
+        test_x=data.train_x[validation],
+        test_y=data.train_y[validation],
+    )
+
+
+def tuning_stream(
+    data: ImageData, kind: str, n_tasks: int, seed: int, samples_per_task: float | None = None
+) -> tuple[ImageData, TaskSplit]:
+    """A tuning run's stream (A-GEM's and BCL's protocol: tune on the first tasks, report on
+    the rest): n_tasks transforms of their own seed, validated on held-out training rows."""
+    tuning_seed = int(seed) + TUNING_SEED_OFFSET
+    held_out = held_out_validation(data, tuning_seed)
+    return transformed_stream(held_out, kind, n_tasks, tuning_seed, samples_per_task)
 
 
 def domain_split(n_classes: int, train_tasks: list[torch.Tensor]) -> TaskSplit:

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from omegaconf import DictConfig
+from omegaconf import DictConfig, OmegaConf
 
 from rainbow_runner.datasets import load_dataset
 from rainbow_runner.datasets.base import ImageData
@@ -14,7 +14,12 @@ from rainbow_runner.datasets.scenarios import (
     TASK_INCREMENTAL,
 )
 from rainbow_runner.datasets.splits import TaskSplit
-from rainbow_runner.datasets.transformed import TRANSFORMS, transform_of, transformed_stream
+from rainbow_runner.datasets.transformed import (
+    TRANSFORMS,
+    transform_of,
+    transformed_stream,
+    tuning_stream,
+)
 from rainbow_runner.methods import METHODS
 from rainbow_runner.runner.schema import ConfigError
 
@@ -31,6 +36,29 @@ def is_domain_data(name: str) -> bool:
     return transform_of(name) is not None
 
 
+def tuning_tasks_of(cfg: DictConfig) -> int:
+    return int(OmegaConf.select(cfg, "split.tuning_tasks", default=0) or 0)
+
+
+def check_tuning(cfg: DictConfig) -> None:
+    """split.tuning_tasks=K: a tuning run of K tasks, on a permuted/rotated data set only."""
+    tuning_tasks = tuning_tasks_of(cfg)
+    if not tuning_tasks:
+        return
+    if not is_domain_data(str(cfg.dataset.name)):
+        raise ConfigError(
+            f"split.tuning_tasks={tuning_tasks} draws a separate tuning stream of transformed "
+            f"tasks; it needs dataset={DOMAIN_DATASETS.replace(' or gem_file', '')}, not "
+            f"dataset={cfg.dataset.name} (use split.tuning_tasks=0)."
+        )
+    if int(cfg.n_tasks) != tuning_tasks:
+        raise ConfigError(
+            f"split.tuning_tasks={tuning_tasks} is a tuning run of {tuning_tasks} tasks but "
+            f"n_tasks={cfg.n_tasks}; set n_tasks={tuning_tasks} (reported runs: "
+            f"split.tuning_tasks=0)."
+        )
+
+
 def check_scenario(cfg: DictConfig) -> None:
     """Refuse a scenario the method, the data set or the split cannot run, before any data.
 
@@ -44,6 +72,7 @@ def check_scenario(cfg: DictConfig) -> None:
             f"mode={mode} cannot run in scenario={scenario}; it runs in scenario="
             f"{' or '.join(method.scenarios)}."
         )
+    check_tuning(cfg)
     if cfg.dataset.name == GEM_FILE:  # the file says which scenarios fit: checked once read
         return
     domain_data = is_domain_data(str(cfg.dataset.name))
@@ -72,12 +101,14 @@ def load_data_and_split(cfg: DictConfig, build_split) -> tuple[ImageData, TaskSp
     the data set and build_split's class split, marked with the scenario."""
     name = str(cfg.dataset.name)
     transform = transform_of(name)
+    tuning_tasks = tuning_tasks_of(cfg)
     if transform is not None:
         kind, base = transform
         data = load_dataset(
             base, str(cfg.data_root), bool(cfg.download), cfg.dataset.get("image_size")
         )
-        return transformed_stream(
+        stream = tuning_stream if tuning_tasks else transformed_stream
+        return stream(
             data, kind, int(cfg.n_tasks), int(cfg.split_seed), cfg.dataset.get("samples_per_task")
         )
     if name == GEM_FILE:

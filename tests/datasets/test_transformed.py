@@ -76,3 +76,22 @@ def test_samples_per_task_takes_a_count_a_fraction_or_all():
     for bad in (0, 2000, 1.5, "many"):
         with pytest.raises(ValueError, match="samples_per_task"):
             check_samples_per_task(bad, 1437)
+
+
+def test_a_tuning_stream_has_its_own_transforms_and_never_the_test_set(digits):
+    from rainbow_runner.datasets.transformed import TUNING_SEED_OFFSET, tuning_stream
+
+    tuning, split = tuning_stream(digits, "permuted", 2, 7)
+    reported, _ = transformed_stream(digits, "permuted", 2, 7)
+    n_validation = len(digits.test_y)
+    assert len(tuning.test_y) == 2 * n_validation and len(split.train_tasks[0]) == 1437 - 360
+    # its validation rows are held-out training images under the tuning transforms
+    permutation = task_permutations(64, 2, 7 + TUNING_SEED_OFFSET)[0]
+    assert not torch.equal(permutation, task_permutations(64, 2, 7)[0])
+    train_rows = {tuple(row.tolist()) for row in digits.train_x.flatten(1)}
+    test_rows = {tuple(row.tolist()) for row in digits.test_x.flatten(1)}
+    original = permutation.argsort()
+    validation = tuning.test_x[:n_validation].flatten(1)[:, original]
+    assert all(tuple(row.tolist()) in train_rows for row in validation)
+    assert not any(tuple(row.tolist()) in test_rows - train_rows for row in validation)
+    assert not torch.equal(tuning.test_x, reported.test_x)

@@ -134,3 +134,15 @@ def test_a_gem_file_that_does_not_fit_the_run_is_refused(tmp_path, overrides, me
     run = ["mode=finetune", "dataset=gem_file", f"dataset.path={tmp_path / 's.pt'}", *TINY]
     with pytest.raises(ConfigError, match=message):
         run_in_process(tmp_path / "run", [*run, *overrides])
+
+
+@pytest.mark.parametrize(
+    "overrides,message",
+    [
+        (["dataset=permuted_digits", "n_tasks=3"], "set n_tasks=2"),
+        (["exp=disjoint"], "needs dataset=permuted_<name>"),
+    ],
+)
+def test_a_tuning_run_that_cannot_be_drawn_is_refused(tmp_path, overrides, message):
+    with pytest.raises(ConfigError, match=message):
+        run_in_process(tmp_path, ["mode=finetune", "split.tuning_tasks=2", *overrides, *TINY])
