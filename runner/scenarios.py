@@ -37,25 +37,25 @@ def is_domain_data(name: str) -> bool:
 
 
 def tuning_tasks_of(cfg: DictConfig) -> int:
-    return int(OmegaConf.select(cfg, "split.tuning_tasks", default=0) or 0)
+    return int(OmegaConf.select(cfg, "tuning_tasks", default=0) or 0)
 
 
 def check_tuning(cfg: DictConfig) -> None:
-    """split.tuning_tasks=K: a tuning run of K tasks, on a permuted/rotated data set only."""
+    """tuning_tasks=K: a tuning run of K tasks, on a permuted/rotated data set only."""
     tuning_tasks = tuning_tasks_of(cfg)
     if not tuning_tasks:
         return
     if not is_domain_data(str(cfg.dataset.name)):
         raise ConfigError(
-            f"split.tuning_tasks={tuning_tasks} draws a separate tuning stream of transformed "
+            f"tuning_tasks={tuning_tasks} draws a separate tuning stream of transformed "
             f"tasks; it needs dataset={DOMAIN_DATASETS.replace(' or gem_file', '')}, not "
-            f"dataset={cfg.dataset.name} (use split.tuning_tasks=0)."
+            f"dataset={cfg.dataset.name} (use tuning_tasks=0)."
         )
     if int(cfg.n_tasks) != tuning_tasks:
         raise ConfigError(
-            f"split.tuning_tasks={tuning_tasks} is a tuning run of {tuning_tasks} tasks but "
+            f"tuning_tasks={tuning_tasks} is a tuning run of {tuning_tasks} tasks but "
             f"n_tasks={cfg.n_tasks}; set n_tasks={tuning_tasks} (reported runs: "
-            f"split.tuning_tasks=0)."
+            f"tuning_tasks=0)."
         )
 
 

@@ -138,7 +138,7 @@ SETTINGS: dict[str, Setting] = {
     ),
     "seed": Setting("int", "training seed (model init, batch order, memory draws)", 0, SEED_MAX),
     "split_seed": Setting("int", "seed of the class order and the task split", 0, SEED_MAX),
-    "split.tuning_tasks": Setting("int", "tasks of a separate tuning stream (0 = reported)", 0),
+    "tuning_tasks": Setting("int", "tasks of a separate tuning stream (0 = reported)", 0),
     "n_tasks": Setting("int", "number of tasks; must divide the data set's class count", 1),
     "n_epoch": Setting("int", "offline: epochs per task; online: epochs on the memory", 0),
     "batchsize": Setting("int", "stream samples per gradient step", 1),

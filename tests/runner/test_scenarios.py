@@ -145,4 +145,4 @@ def test_a_gem_file_that_does_not_fit_the_run_is_refused(tmp_path, overrides, me
 )
 def test_a_tuning_run_that_cannot_be_drawn_is_refused(tmp_path, overrides, message):
     with pytest.raises(ConfigError, match=message):
-        run_in_process(tmp_path, ["mode=finetune", "split.tuning_tasks=2", *overrides, *TINY])
+        run_in_process(tmp_path, ["mode=finetune", "tuning_tasks=2", *overrides, *TINY])
