@@ -6,6 +6,8 @@ from dataclasses import dataclass
 
 import torch
 
+from rainbow_runner.datasets.scenarios import CLASS_INCREMENTAL
+
 
 @dataclass
 class TaskSplit:
@@ -22,6 +24,10 @@ class TaskSplit:
     # True (i-Blurry): an online stream exposes a class when its first sample arrives; exposed[t]
     # then counts the classes seen by the end of period t (offline runs expose those at its start).
     stream_exposure: bool = False
+    scenario: str = CLASS_INCREMENTAL
+    # domain_incremental: each test sample's task (its input transform); None: the task is the
+    # one that owns the sample's class.
+    test_tasks: torch.Tensor | None = None
 
     @property
     def n_tasks(self) -> int:
@@ -37,14 +43,34 @@ class TaskSplit:
         position[self.class_order] = torch.arange(len(self.class_order))
         return position[original_labels]
 
+    @property
+    def n_groups(self) -> int:
+        """Columns of the accuracy matrix: the tasks of the test samples."""
+        if self.test_tasks is not None:
+            return int(self.test_tasks.max()) + 1
+        return self.n_classes // self.classes_per_task
+
     def label_group(self, labels: torch.Tensor) -> torch.Tensor:
         """The task whose classes a label belongs to (the columns of the accuracy matrix)."""
         return labels // self.classes_per_task
 
+    def test_groups(self, test_labels: torch.Tensor) -> torch.Tensor:
+        """Each test sample's task: its transform's (domain_incremental), else its class's."""
+        if self.test_tasks is not None:
+            return self.test_tasks.to(test_labels.device)
+        return self.label_group(test_labels)
+
     def as_joint(self) -> TaskSplit:
         """All tasks' samples as one task exposing every class (the joint upper bound)."""
         everything = torch.cat(self.train_tasks)
-        return TaskSplit(self.class_order, [everything], [self.n_classes], self.classes_per_task)
+        return TaskSplit(
+            self.class_order,
+            [everything],
+            [self.n_classes],
+            self.classes_per_task,
+            scenario=self.scenario,
+            test_tasks=self.test_tasks,
+        )
 
 
 def check_split_arguments(n_classes: int, n_tasks: int, blurry_pct: float) -> None:

@@ -26,6 +26,7 @@ from rainbow_runner.methods import (  # noqa: F401  (registration)
     mas,
     mer,
     mir,
+    pnn,
     rar,
     rm,
     rwalk,

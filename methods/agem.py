@@ -60,7 +60,8 @@ class AveragedGEM(Method):
         context = self.context
         x = context.normalize(context.augment(context.fetch_images(indices)))
         with context.precision.autocast():
-            return F.cross_entropy(self.model(x), context.labels(indices))
+            labels = context.labels(indices)
+            return F.cross_entropy(context.task_logits(self.model(x), labels), labels)
 
     def memory_epochs(self) -> int:
         return 0  # A-GEM learns from the stream only; the memory constrains, it is not data

@@ -30,6 +30,7 @@ from torch import nn
 
 from rainbow_runner.datasets.augment.batches import MixedBatch
 from rainbow_runner.datasets.choices import Registry
+from rainbow_runner.datasets.scenarios import SCENARIOS, restrict_to_task
 from rainbow_runner.datasets.splits import TaskSplit
 from rainbow_runner.memory.base import Memory, SelectionContext
 from rainbow_runner.methods.functional import mixed_cross_entropy
@@ -129,7 +130,7 @@ class MethodContext:
     @property
     def n_groups(self) -> int:
         """Task groups of classes (columns of the accuracy matrix)."""
-        return self.split.n_classes // self.split.classes_per_task
+        return self.split.n_groups
 
     @property
     def n_old(self) -> int:
@@ -144,6 +145,14 @@ class MethodContext:
     def n_seen(self) -> int:
         """Classes of the groups up to this task's."""
         return min(self.n_exposed, (self.task_id + 1) * self.classes_per_task)
+
+    def task_logits(
+        self, logits: torch.Tensor, labels: torch.Tensor, partner: torch.Tensor | None = None
+    ) -> torch.Tensor:
+        """The logits a loss may use: task_incremental keeps each row's task's classes only."""
+        return restrict_to_task(
+            logits, labels, self.split.scenario, self.split.classes_per_task, partner
+        )
 
     def labels(self, indices: torch.Tensor) -> torch.Tensor:
         """Labels of training-set indices, on the device."""
@@ -183,6 +192,9 @@ class Method:
     # the incoming batch to observe_stream() before drawing its steps, and a step whose
     # replay() is empty is skipped. Offline epochs are unchanged (stream rows + replay()).
     trains_on_stream: ClassVar[bool] = True
+    # The scenarios (datasets/scenarios.py) the method can run in; others are refused before
+    # the run starts, naming these.
+    scenarios: ClassVar[tuple[str, ...]] = SCENARIOS
 
     def __init__(self, context: MethodContext) -> None:
         self.context = context
@@ -249,7 +261,8 @@ class Method:
     def loss(self, batch: TrainBatch) -> tuple[torch.Tensor, torch.Tensor]:
         """Training loss of a batch and the logits it came from."""
         logits = self.model(batch.x)
-        return mixed_cross_entropy(logits, batch), logits
+        masked = self.context.task_logits(logits, batch.y, batch.y_mix)
+        return mixed_cross_entropy(masked, batch), logits
 
     def update(self, batch: TrainBatch) -> tuple[torch.Tensor, torch.Tensor]:
         """One training step: forward and loss, backward, adjust_gradients, optimizer step.

@@ -16,7 +16,7 @@ import numpy as np
 import torch
 from omegaconf import DictConfig, OmegaConf
 
-from rainbow_runner.datasets import load_dataset, make_split, read_rm_split
+from rainbow_runner.datasets import make_split, read_rm_split
 from rainbow_runner.datasets.base import DatasetError
 from rainbow_runner.datasets.choices import ChoiceError
 from rainbow_runner.datasets.splits import TaskSplit, check_split_arguments
@@ -48,6 +48,7 @@ from rainbow_runner.runner.reporting.results import (
 )
 from rainbow_runner.runner.rundir import RunDirectory, RunDirectoryError, run_directory
 from rainbow_runner.runner.running import MAX_PENDING_STEPS
+from rainbow_runner.runner.scenarios import check_scenario, load_data_and_split
 from rainbow_runner.runner.task_free import build_iblurry_split, check_task_free
 from rainbow_runner.runner.trainer import NonFiniteLossError, Trainer
 
@@ -75,6 +76,7 @@ def config_choices(cfg: DictConfig) -> dict:
     """The settings that identify a run in summaries and reports."""
     return {
         "mode": cfg.mode.name,
+        "scenario": str(cfg.get("scenario", "class_incremental")),
         "mem_manage": memory_of(cfg.mode.name, cfg.mem_manage.name, "none"),
         "dataset": cfg.dataset.name,
         "stream": cfg.stream.name,
@@ -263,6 +265,7 @@ def run(cfg: DictConfig, run_dir: Path) -> dict:
         log.warning(warning)
     check_method_and_memory_options(cfg)
     check_task_free(cfg)
+    check_scenario(cfg)
     device = resolve_device(str(cfg.device))
     seed_everything(int(cfg.seed))
     run_dir = Path(run_dir)
@@ -294,11 +297,8 @@ def prepare(
     log.info("config:\n%s", OmegaConf.to_yaml(cfg, resolve=True))
     for warning in config_warnings(cfg):
         log.warning(warning)
-    data = load_dataset(
-        cfg.dataset.name, str(cfg.data_root), bool(cfg.download), cfg.dataset.image_size
-    )
+    data, split = load_data_and_split(cfg, build_split)
     check_data_settings(cfg, data.n_classes)
-    split = build_split(cfg, data)
     checkpoint_path = run_dir / CHECKPOINT_NAME
     writer = ResultWriter(
         run_dir,

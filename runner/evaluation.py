@@ -10,6 +10,7 @@ import numpy as np
 import torch
 
 from rainbow_runner.datasets.base import ImageSource
+from rainbow_runner.datasets.scenarios import DOMAIN_INCREMENTAL, TASK_INCREMENTAL, outside_task
 from rainbow_runner.datasets.splits import TaskSplit
 from rainbow_runner.memory import Memory
 from rainbow_runner.runner.models import MixedPrecision
@@ -46,6 +47,7 @@ def evaluate_test_set(
     device: torch.device,
     normalize: Callable[[torch.Tensor], torch.Tensor],
     precision: MixedPrecision,
+    n_seen_tasks: int | None = None,
 ) -> Evaluation:
     """Accuracy on the test samples of the exposed classes, per class and per task group.
 
@@ -54,6 +56,9 @@ def evaluate_test_set(
         test_images: uint8 images; test_labels: relabelled, on `device`.
         split: gives each label's task group; n_groups: the group count.
         n_exposed: classes seen so far; accuracy and accuracy_topk count only their samples.
+        n_seen_tasks: domain_incremental: tasks trained so far, whose test samples count.
+
+    task_incremental: a sample is predicted among its task's classes only (multi-head).
     """
     model.eval()
     n_test = len(test_labels)
@@ -67,12 +72,17 @@ def evaluate_test_set(
             images = test_images[torch.arange(start, stop)].to(device, non_blocking=True)
         with precision.autocast():
             scores = predict(normalize(images))
-        best = scores.topk(min(topk, scores.shape[1]), dim=1).indices
         labels = test_labels[start:stop]
+        if split.scenario == TASK_INCREMENTAL:
+            outside = outside_task(labels, scores.shape[1], split.classes_per_task)
+            scores = scores.float().masked_fill(outside, float("-inf"))
+        best = scores.topk(min(topk, scores.shape[1]), dim=1).indices
         top1[start:stop] = best[:, 0] == labels
         in_topk[start:stop] = (best == labels[:, None]).any(1)
+    groups = split.test_groups(test_labels)
     exposed = test_labels < n_exposed
-    groups = split.label_group(test_labels)
+    if split.scenario == DOMAIN_INCREMENTAL and n_seen_tasks is not None:
+        exposed = groups < n_seen_tasks
     per_group = torch.bincount(groups[top1], minlength=n_groups) / torch.bincount(
         groups, minlength=n_groups
     ).clamp(min=1)

@@ -130,8 +130,15 @@ SWITCH = ("auto", True, False, "on", "off")
 # Every setting the runner reads from the top level (and the stream/exp numbers), with the text
 # of conf/config.yaml's comments.
 SETTINGS: dict[str, Setting] = {
+    "scenario": Setting(
+        "choice",
+        "class_incremental (no task id at test), task_incremental (task id known, multi-head), "
+        "domain_incremental (same classes, inputs transformed per task)",
+        choices=("class_incremental", "task_incremental", "domain_incremental"),
+    ),
     "seed": Setting("int", "training seed (model init, batch order, memory draws)", 0, SEED_MAX),
     "split_seed": Setting("int", "seed of the class order and the task split", 0, SEED_MAX),
+    "tuning_tasks": Setting("int", "tasks of a separate tuning stream (0 = reported)", 0),
     "n_tasks": Setting("int", "number of tasks; must divide the data set's class count", 1),
     "n_epoch": Setting("int", "offline: epochs per task; online: epochs on the memory", 0),
     "batchsize": Setting("int", "stream samples per gradient step", 1),

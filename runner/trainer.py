@@ -379,6 +379,7 @@ class Trainer:
             device=self.device,
             normalize=self.augmenter.normalize,
             precision=self.precision,
+            n_seen_tasks=self.task_id + 1,
         )
 
     def run(self) -> RunRecord:

@@ -35,6 +35,11 @@ def intransigence(joint_acc: float | None, last_acc: float) -> float:
     return float(joint_acc - last_acc)
 
 
+def average_accuracy(acc_matrix: np.ndarray) -> float:
+    """GEM's ACC: mean over all tasks of the accuracy on each after the last task."""
+    return float(np.mean(acc_matrix[-1]))
+
+
 def backward_transfer(acc_matrix: np.ndarray) -> float:
     """GEM's BWT: mean over old tasks of (last accuracy - accuracy right after learning it)."""
     n_rows = acc_matrix.shape[0]
@@ -66,6 +71,7 @@ def summarize(
         "A_avg": a_avg(task_acc),
         "F_last": forgetting(acc_matrix),
         "I_last": intransigence(joint_acc, last),
+        "ACC": average_accuracy(acc_matrix),
         "BWT": backward_transfer(acc_matrix),
         "FWT": forward_transfer(acc_matrix, untrained_acc),
     }

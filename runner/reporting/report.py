@@ -28,6 +28,7 @@ from rainbow_runner.runner.reporting.sweeps import foreign_runs
 CONFIG_KEYS = ["mode", "mem_manage", "dataset", "stream", "exp", "mem_size", "trans"]
 # summary.csv's other settings, shown when they tell configurations apart
 EXTRA_KEYS = [
+    "scenario",
     "model",
     "n_tasks",
     "n_epoch",
@@ -41,7 +42,7 @@ EXTRA_KEYS = [
 ]
 GROUP_KEYS = CONFIG_KEYS + EXTRA_KEYS
 METRICS = ["A_last", "A_avg", "F_last", "I_last"]
-CSV_METRICS = METRICS + ["BWT", "FWT", "seconds", "A_AUC"]  # A_AUC: runs with eval_period
+CSV_METRICS = METRICS + ["ACC", "BWT", "FWT", "seconds", "A_AUC"]  # A_AUC: runs with eval_period
 JOINT_KEYS = ["dataset", "exp", "model"]  # a joint run gives I_last to runs sharing these
 
 

@@ -65,6 +65,7 @@ def test_summary_names_every_metric():
             "A_avg": 230 / 3,
             "F_last": 30.0,
             "I_last": 23.0,
+            "ACC": 65.0,  # (60 + 50 + 85) / 3
             "BWT": -30.0,
             "FWT": -10.0,
         }
