@@ -15,6 +15,7 @@ from rainbow_runner.methods import (  # noqa: F401  (registration)
     from_scratch,
     gdumb,
     gem,
+    generative_replay,
     gss,
     icarl,
     joint,
