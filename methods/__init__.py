@@ -11,6 +11,7 @@ from rainbow_runner.methods import (  # noqa: F401  (registration)
     er_ace,
     ewc,
     ewcpp,
+    expert_gate,
     finetune,
     from_scratch,
     gdumb,
