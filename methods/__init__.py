@@ -20,6 +20,7 @@ from rainbow_runner.methods import (  # noqa: F401  (registration)
     gss,
     icarl,
     joint,
+    l2p,
     lfl,
     lwf,
     mas,

@@ -2,10 +2,16 @@
 
 from __future__ import annotations
 
+from pathlib import Path
+
 import pandas as pd
 import pytest
+import torch
+from torch.nn import functional as F
 
+from rainbow_runner.datasets import load_dataset
 from rainbow_runner.methods import METHODS
+from rainbow_runner.runner.models import vit
 from tests.conftest import TINY, run_in_process
 
 SETTINGS = [
@@ -18,6 +24,31 @@ SETTINGS = [
 
 # Settings a mode refuses before training, each refusal tested in its own test file.
 REFUSED = {("expert_gate", "online")}  # the gate trains on the whole task first
+# Modes that need another model: l2p prompts a frozen ViT, here one pretrained for seconds on
+# digits' training split (the stand-in for the ImageNet-pretrained ViT the method assumes; a
+# random frozen ViT gives chance-level features), with the head on its [CLS] output.
+MODEL = {"l2p": ["model=vit_tiny", "mode.head_type=token"]}
+
+
+@pytest.fixture(scope="module")
+def pretrained_tiny_vit(tmp_path_factory) -> Path:
+    """A vit_tiny backbone trained 8 epochs on digits' training images (~8 s on one core)."""
+    data = load_dataset("digits", "./data", False, None)
+    mean, std = torch.tensor(data.mean).view(1, -1, 1, 1), torch.tensor(data.std).view(1, -1, 1, 1)
+    x, y = (data.train_x.float() / 255 - mean) / std, data.train_y
+    generator = torch.Generator().manual_seed(0)
+    torch.manual_seed(0)
+    model = vit(data.image_shape, data.n_classes)
+    optimizer = torch.optim.Adam(model.parameters(), lr=3e-3)
+    for _ in range(8):
+        for rows in torch.randperm(len(x), generator=generator).split(32):
+            loss = F.cross_entropy(model(x[rows]), y[rows])
+            optimizer.zero_grad()
+            loss.backward()
+            optimizer.step()
+    path = tmp_path_factory.mktemp("vit") / "vit_tiny_digits.pt"
+    torch.save(model.backbone.state_dict(), path)
+    return path
 
 
 @pytest.mark.parametrize(
@@ -29,8 +60,12 @@ REFUSED = {("expert_gate", "online")}  # the gate trains on the whole task first
         if (mode, stream) not in REFUSED
     ],
 )
-def test_every_mode_runs_every_task_and_learns(tmp_path, mode, stream, exp):
-    summary = run_in_process(tmp_path, [f"mode={mode}", f"stream={stream}", f"exp={exp}", *TINY])
+def test_every_mode_runs_every_task_and_learns(tmp_path, request, mode, stream, exp):
+    extra = MODEL.get(mode, [])
+    if mode == "l2p":
+        extra = [*extra, f"model.weights={request.getfixturevalue('pretrained_tiny_vit')}"]
+    overrides = [f"mode={mode}", f"stream={stream}", f"exp={exp}", *extra, *TINY]
+    summary = run_in_process(tmp_path, overrides)
     tasks = pd.read_csv(tmp_path / "results" / "tasks.csv")
     n_tasks = 1 if mode == "joint" else 5
     assert summary["status"] == "complete" and summary["tasks_done"] == n_tasks
@@ -45,4 +80,7 @@ def test_every_mode_runs_every_task_and_learns(tmp_path, mode, stream, exp):
     # A-GEM 20.0, SGD 19.6): its projection guards old tasks' loss, not their logits' scale.
     # from_scratch is finetune with a fresh model at every task: it, too, knows the last task's
     # classes only (two of ten, ~19.5% on digits), by design
-    assert summary["A_last"] > (15.0 if mode in ("finetune", "agem", "from_scratch") else 20.0)
+    # l2p is rehearsal-free with one head: on 8x8 digits and a tiny ViT its frozen features
+    # barely separate old from new classes, and it, too, mostly knows the last task's classes.
+    weak = ("finetune", "agem", "from_scratch", "l2p")
+    assert summary["A_last"] > (15.0 if mode in weak else 20.0)
