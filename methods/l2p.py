@@ -68,7 +68,7 @@ class LearningToPrompt(Method):
         nn.init.uniform_(self.keys, -1, 1)
         self.top_k, self.sim_coefficient = top_k, float(sim_coefficient)
         self.train_mask = train_mask
-        self.task_classes: torch.Tensor | None = None
+        self.task_classes: tuple[int, torch.Tensor] | None = None
 
     def prepare_model(self) -> None:
         """Freeze the ViT (its weights, not its head) for good."""
@@ -77,9 +77,13 @@ class LearningToPrompt(Method):
     def parameter_groups(self) -> list[nn.Parameter]:
         return [self.prompts, self.keys, *self.model.head.parameters()]
 
-    def before_task(self, task_id: int) -> None:
-        labels = self.context.train_labels[self.context.split.train_tasks[task_id]]
-        self.task_classes = labels.unique().to(self.context.device)
+    def current_classes(self) -> torch.Tensor:
+        """Labels of the current task's training samples (cached per task)."""
+        task_id = self.context.task_id
+        if self.task_classes is None or self.task_classes[0] != task_id:
+            labels = self.context.train_labels[self.context.split.train_tasks[task_id]]
+            self.task_classes = (task_id, labels.unique().to(self.context.device))
+        return self.task_classes[1]
 
     def prompted(self, x: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
         """Logits with the chosen prompts, and each row's summed key similarity."""
@@ -100,9 +104,13 @@ class LearningToPrompt(Method):
     def loss(self, batch: TrainBatch) -> tuple[torch.Tensor, torch.Tensor]:
         logits, similarity = self.prompted(batch.x)
         trained = logits
-        if self.train_mask and self.task_classes is not None:
+        if self.train_mask:  # the task's classes, and any in the batch (task-free streams)
+            classes = self.current_classes()
             allowed = torch.zeros(logits.shape[1], dtype=torch.bool, device=logits.device)
-            allowed[self.task_classes[self.task_classes < logits.shape[1]]] = True
+            allowed[classes[classes < logits.shape[1]]] = True
+            allowed[batch.y] = True
+            if batch.y_mix is not None:
+                allowed[batch.y_mix] = True
             trained = logits.masked_fill(~allowed, float("-inf"))
         loss = mixed_cross_entropy(trained, batch) - self.sim_coefficient * similarity.mean()
         return loss, logits
