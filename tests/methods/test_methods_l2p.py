@@ -43,3 +43,22 @@ def test_a_step_moves_prompts_keys_and_head_and_never_the_backbone(tmp_path):
 def test_a_model_without_token_access_is_refused_before_training(tmp_path):
     with pytest.raises(ValueError, match="mode=l2p .* model=vit_tiny"):
         build_trainer(tmp_path, ["mode=l2p", "model=mlp400"])
+
+
+def test_the_train_mask_leaves_only_the_current_tasks_classes_in_the_cross_entropy(tmp_path):
+    trainer = build_trainer(tmp_path, SETTINGS)
+    trainer.task_id = trainer.context.task_id = 1
+    trainer.n_exposed = trainer.context.n_exposed = 4
+    trainer.begin_task()
+    method = trainer.method
+    indices = trainer.split.train_tasks[1][:16]
+    x = trainer.augmenter.normalize(trainer.fetch_images(indices))
+    batch = TrainBatch(x, trainer.steps.train_labels[indices], indices=indices, n_stream=16)
+    assert set(batch.y.tolist()) == {2, 3}
+    torch.manual_seed(0)
+    loss, logits = method.loss(batch)
+    _, similarity = method.prompted(x)
+    masked = torch.nn.functional.cross_entropy(logits[:, 2:], batch.y - 2)
+    expected = masked - 0.1 * similarity.mean()
+    assert logits.shape == (16, 4)
+    assert loss.item() == pytest.approx(expected.item(), rel=1e-5)
