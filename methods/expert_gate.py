@@ -25,7 +25,9 @@ def gate_errors(gates: list[GateAutoencoder], x: torch.Tensor) -> torch.Tensor:
     return torch.stack([gate.errors(x.float()) for gate in gates], dim=1)
 
 
-def routed_scores(experts: list[nn.Module], chosen: torch.Tensor, x: torch.Tensor, n: int):
+def routed_scores(
+    experts: list[nn.Module], chosen: torch.Tensor, x: torch.Tensor, n: int
+) -> torch.Tensor:
     """Each row's scores from its chosen expert, over n classes (a column an expert's head does
     not have yet scores −inf)."""
     scores = torch.full((len(x), n), float("-inf"), device=x.device)
@@ -121,7 +123,8 @@ class ExpertGate(Method):
         state = expert.state_dict()
         for name, value in self.model.state_dict().items():
             saved = state[name]
-            value[: len(saved)].copy_(saved) if value.shape != saved.shape else value.copy_(saved)
+            target = value if value.shape == saved.shape else value[: len(saved)]  # head rows
+            target.copy_(saved)
 
     def after_task(self, task_id: int) -> None:
         self.experts.append(frozen_copy(self.model))

@@ -14,7 +14,9 @@ TOKEN_MODEL = ("tokens", "encode", "features", "head")  # what a prompted model 
 HEAD_TYPES = ("prompt", "token", "token+prompt")  # the head reads: prompt outputs, [CLS], both
 
 
-def select_prompts(query: torch.Tensor, keys: torch.Tensor, top_k: int):
+def select_prompts(
+    query: torch.Tensor, keys: torch.Tensor, top_k: int
+) -> tuple[torch.Tensor, torch.Tensor]:
     """Indices (N, top_k) of the keys most cosine-similar to each query, and the summed
     similarity of the chosen keys per row (the surrogate that pulls keys towards queries)."""
     similarity = F.normalize(query, dim=1) @ F.normalize(keys, dim=1).T
