@@ -16,6 +16,7 @@ from rainbow_runner.runner.models.speed import (
     optimize_model,
     switch_setting,
 )
+from rainbow_runner.runner.models.vit import VisionTransformerModel, vit
 
 __all__ = [
     "AMP_CHOICES",
@@ -30,4 +31,6 @@ __all__ = [
     "resnet32_cifar",
     "resnet34",
     "switch_setting",
+    "vit",
+    "VisionTransformerModel",
 ]

@@ -105,9 +105,15 @@ def test_a_typo_in_a_mode_option_names_the_valid_ones():
         check_options("mode", METHODS, cfg.mode)
 
 
+OFFLINE_ONLY = {"expert_gate"}  # modes that refuse stream=online (the default) before training
+MODEL = {"l2p": ["model=vit_tiny"]}  # modes that refuse the default model (l2p prompts a ViT)
+
+
 @pytest.mark.parametrize("mode", ALL_MODES)
 def test_state_is_tensors_only_and_reloads_into_a_fresh_method(tmp_path, mode):
     overrides = [f"mode={mode}", "exp=disjoint", "n_epoch=1", "mem_size=60"]
+    overrides += ["stream=offline"] if mode in OFFLINE_ONLY else []
+    overrides += MODEL.get(mode, [])
     trainer = build_trainer(tmp_path / "a", overrides)
     for task_id in range(min(2, trainer.split.n_tasks)):
         trainer.train_task(task_id, trainer.split.train_tasks[task_id])
