@@ -48,6 +48,7 @@ class CopyWeightsWithReinit(Method):
     """
 
     uses_memory = False
+    needs_task_boundaries = True  # the head is reset at each task's start, consolidated at its end
 
     def __init__(
         self,
