@@ -11,13 +11,12 @@ s stream samples are exactly the labels below max(label so far) + 1.
 from __future__ import annotations
 
 import json
-import re
 from pathlib import Path
 
 import torch
 
 from rainbow_runner.datasets.base import DatasetError
-from rainbow_runner.datasets.rm_json import _class_order
+from rainbow_runner.datasets.rm_json import _class_order, available_stems
 from rainbow_runner.datasets.splits import TaskSplit
 
 
@@ -133,14 +132,7 @@ def read_iblurry_split(
     folders = [Path(split_dir), Path(split_dir) / dataset]
     folder = next((f for f in folders if (f / f"{stem}0.json").is_file()), None)
     if folder is None:
-        available = sorted(
-            {
-                re.sub(r"_task\d+\.json$", "", path.name)
-                for f in folders
-                if f.is_dir()
-                for path in f.glob(f"{dataset}_split*_task0.json")
-            }
-        )
+        available = available_stems(folders, f"{dataset}_split*_task0.json")
         raise DatasetError(
             f"No split file {stem}0.json in {' or '.join(map(str, folders))}. "
             f"Available for {dataset}: {', '.join(available) or 'none'}."

@@ -26,14 +26,7 @@ def find_split_files(split_dir: str, dataset: str, exp: str, seed: int) -> tuple
         if (match := re.fullmatch(rf"{re.escape(stem)}(\d+)_task0\.json", path.name))
     )
     if not found:
-        available = sorted(
-            {
-                re.sub(r"_task\d+\.json$", "", path.name)
-                for folder in folders
-                if folder.is_dir()
-                for path in folder.glob(f"{dataset}_train_*_task0.json")
-            }
-        )
+        available = available_stems(folders, f"{dataset}_train_*_task0.json")
         raise DatasetError(
             f"No split file {stem}<N>_task0.json in {' or '.join(map(str, folders))}. "
             f"Available for {dataset}: {', '.join(available) or 'none'}."
@@ -128,3 +121,15 @@ def read_rm_split(
     blurry = exp != "disjoint"
     exposed = [len(class_names) if blurry else (task + 1) * per_task for task in range(n_tasks)]
     return TaskSplit(class_order, train_tasks, exposed, per_task)
+
+
+def available_stems(folders: list[Path], pattern: str) -> list[str]:
+    """The split-file stems (names less `_task<i>.json`) matching pattern, to name in errors."""
+    return sorted(
+        {
+            re.sub(r"_task\d+\.json$", "", path.name)
+            for folder in folders
+            if folder.is_dir()
+            for path in folder.glob(pattern)
+        }
+    )

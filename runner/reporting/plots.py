@@ -66,11 +66,7 @@ def plot_curves(runs: pd.DataFrame, keys: list[str], out: Path) -> Path:
         axis.set_title(f"{dataset} {exp}\n{BAND}", fontsize=11)
         axis.set(xlabel="after task (from 0)", ylabel="test accuracy (%)")
         axis.legend(fontsize=8)
-    figure.tight_layout()
-    path = out / "accuracy_curves.png"
-    figure.savefig(path, dpi=120)
-    plt.close(figure)
-    return path
+    return _save(figure, out / "accuracy_curves.png")
 
 
 def plot_matrices(runs: pd.DataFrame, out: Path) -> list[Path]:
@@ -99,11 +95,7 @@ def plot_matrices(runs: pd.DataFrame, out: Path) -> list[Path]:
         seeds = f"mean of {len(matrices)} seed{'s' if len(matrices) > 1 else ''}"
         axis.set_title(f"{label.replace(' ', chr(10), 1)}\n({seeds})", fontsize=10)
         figure.colorbar(image, ax=axis, label="accuracy (%)")
-        figure.tight_layout()
-        path = out / f"acc_matrix_{slug(label)}.png"
-        figure.savefig(path, dpi=120)
-        plt.close(figure)
-        written.append(path)
+        written.append(_save(figure, out / f"acc_matrix_{slug(label)}.png"))
     return written
 
 
@@ -134,8 +126,13 @@ def plot_anytime(runs: pd.DataFrame, keys: list[str], out: Path) -> Path | None:
         axis.set_title(f"{dataset} {exp}: anytime accuracy\n{BAND}", fontsize=11)
         axis.set(xlabel="stream samples seen", ylabel="accuracy on seen classes (%)")
         axis.legend(fontsize=8)
+    return _save(figure, out / "anytime_curves.png")
+
+
+def _save(figure, path: Path) -> Path:
+    """Lay out, write and close a figure (closed: sweeps plot many)."""
+    plt = pyplot()
     figure.tight_layout()
-    path = out / "anytime_curves.png"
     figure.savefig(path, dpi=120)
     plt.close(figure)
     return path
