@@ -128,7 +128,7 @@ class BilevelContinualLearning(DarkExperienceReplay):
         masked = self.context.task_logits(logits, batch.y, batch.y_mix)
         loss = mixed_cross_entropy(masked, batch)
         replayed = batch.indices[batch.n_stream :] if batch.n_stream else batch.indices
-        if len(replayed) and self.memory_strength > 0:
+        if len(replayed) and self.memory_strength > 0 and LOGITS in self.memory.payloads:
             stored, found = self.memory.payload(LOGITS, replayed)
             if found.any():
                 rows = logits[len(batch.y) - len(replayed) :][found.to(logits.device)]
