@@ -4,6 +4,7 @@ evaluation-set memory, and a Reptile interpolation between the two."""
 
 from __future__ import annotations
 
+import ast
 import copy
 
 import numpy as np
@@ -12,10 +13,18 @@ from torch import nn
 from torch.nn import functional as F
 
 from rainbow_runner.memory.reservoir import ReservoirMemory
-from rainbow_runner.methods.base import METHODS, MethodContext, TrainBatch
+from rainbow_runner.methods.base import (
+    METHODS,
+    MethodContext,
+    TrainBatch,
+    with_prefix,
+    without_prefix,
+)
 from rainbow_runner.methods.der import LOGITS, DarkExperienceReplay
 from rainbow_runner.methods.functional import mixed_cross_entropy
 from rainbow_runner.methods.gradients import parameter_snapshot, reptile_interpolate
+
+VAL = "val."  # checkpoint prefix of the evaluation-set memory
 
 
 def distillation(logits: torch.Tensor, stored: torch.Tensor, temperature: float) -> torch.Tensor:
@@ -168,6 +177,27 @@ class BilevelContinualLearning(DarkExperienceReplay):
             reptile_interpolate(parameters, before, self.reptile_beta)
         self.n_updates += 1
         return torch.stack(losses).mean(), first_logits
+
+    # --- checkpoints ------------------------------------------------------------------------
+
+    def state_dict(self) -> dict[str, torch.Tensor]:
+        """The evaluation-set memory and the routing generator, so a resumed run goes on alike."""
+        state = {
+            k: torch.from_numpy(np.asarray(v)) for k, v in self.val_memory.state_dict().items()
+        }
+        route = repr(self.route_rng.bit_generator.state).encode()
+        return {
+            **with_prefix(VAL, state),
+            "route_rng": torch.frombuffer(bytearray(route), dtype=torch.uint8),
+        }
+
+    def load_state_dict(self, state: dict[str, torch.Tensor]) -> None:
+        saved = without_prefix(state, VAL)
+        if saved:
+            self.val_memory.load_state_dict({k: v.cpu().numpy() for k, v in saved.items()})
+        if "route_rng" in state:
+            route = bytes(state["route_rng"].cpu().numpy().tobytes()).decode()
+            self.route_rng.bit_generator.state = ast.literal_eval(route)
 
     # --- evaluation ---------------------------------------------------------------------------
 

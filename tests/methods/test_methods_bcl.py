@@ -147,3 +147,15 @@ def test_adapt_evaluates_an_adapted_copy_and_trains_on_the_original(tmp_path):
     assert not torch.allclose(adapted, plain)
     for param, start in zip(trainer.model.parameters(), before, strict=True):
         assert torch.equal(param, start)
+
+
+def test_checkpoint_keeps_the_evaluation_set_and_the_routing(tmp_path):
+    trainer = started(tmp_path / "a", ["mode=bcl"])
+    task = trainer.split.train_tasks[0]
+    observe(trainer, task[:100])
+    resumed = started(tmp_path / "b", ["mode=bcl"])
+    resumed.method.load_state_dict(trainer.method.state_dict())
+    assert torch.equal(resumed.method.val_memory.indices, trainer.method.val_memory.indices)
+    for method in (trainer.method, resumed.method):
+        method.split_off_val(task[100:150])
+    assert torch.equal(resumed.method.val_memory.indices, trainer.method.val_memory.indices)
