@@ -98,7 +98,7 @@ class BilevelContinualLearning(DarkExperienceReplay):
         self.val_memory = ReservoirMemory(val_capacity, seed + 1)
         self.route_rng = np.random.default_rng(seed + 2)
         self.n_updates = 0
-        self.adapted: tuple[int, nn.Module] | None = None
+        self.adapted: tuple[tuple[int, int], nn.Module] | None = None  # (updates, size): copy
 
     # --- memories -----------------------------------------------------------------------------
 
@@ -223,8 +223,9 @@ class BilevelContinualLearning(DarkExperienceReplay):
     def predict(self, x: torch.Tensor) -> torch.Tensor:
         if not self.adapt or len(self.adapt_source()) == 0 or self.adapt_lr == 0:
             return self.model(x)
-        if self.adapted is None or self.adapted[0] != self.n_updates:
-            self.adapted = (self.n_updates, self.adapted_model())
+        key = (self.n_updates, len(self.adapt_source()))
+        if self.adapted is None or self.adapted[0] != key:
+            self.adapted = (key, self.adapted_model())
         return self.adapted[1](x)
 
 
