@@ -3,6 +3,7 @@
 from rainbow_runner.methods import (  # noqa: F401  (registration)
     agem,
     ar1,
+    bcl,
     bic,
     clib,
     cope,
