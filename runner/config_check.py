@@ -18,7 +18,6 @@ __all__ = ["ConfigError", "check_config", "check_data_settings", "config_warning
 def check_config(cfg: DictConfig) -> None:
     """Every type, range and choice the runner relies on, with a message a user can act on."""
     check_settings(cfg)
-    method = METHODS.get(cfg.mode.name)
     check_early_stopping(cfg, trains_online(cfg))
     if cfg.mem_manage.name == "default":
         raise ConfigError(

@@ -125,9 +125,10 @@ def test_gdumb_anytime_points_train_a_copy_on_the_memory(tmp_path: Path) -> None
             check_exact=True,
         )
     assert timed["A_last"] == never["A_last"] > 20
-    assert not (tmp_path / "never" / "results" / "anytime.csv").exists() or pd.read_csv(
-        tmp_path / "never" / "results" / "anytime.csv"
-    ).empty
+    assert (
+        not (tmp_path / "never" / "results" / "anytime.csv").exists()
+        or pd.read_csv(tmp_path / "never" / "results" / "anytime.csv").empty
+    )
 
     curve = pd.read_csv(tmp_path / "anytime" / "results" / "anytime.csv")
     assert len(curve) == 14 and curve["n_seen_classes"].max() == 10
