@@ -181,6 +181,9 @@ class Method:
     name = "method"
     uses_memory: ClassVar[bool] = True  # False: the memory is never filled (mem_size ignored)
     offline_only: ClassVar[bool] = False  # True: trains offline whatever stream= says
+    # True (with offline_only): under eval_period an online stream is taken in as it flows,
+    # memory only (no steps on it), and each anytime point asks anytime_predictor() (GDumb).
+    anytime_online: ClassVar[bool] = False
     # True: replay() or the memory's intake depends on the model or on a step's outputs (MIR,
     # DER): the loop then draws, trains and observes one incoming batch (offline: one step) at
     # a time instead of drawing a chunk of steps ahead.
@@ -305,6 +308,15 @@ class Method:
 
     def after_task(self, task_id: int) -> None:
         """After the task's training, before its evaluation."""
+
+    def anytime_predictor(self) -> nn.Module | None:
+        """The model an anytime evaluation point scores (None: the run's model, via predict()).
+
+        A method may build a separate model here (GDumb trains a copy from scratch on the
+        memory); it is evaluated and discarded, and the global random streams it used are
+        restored afterwards, so the run trains as without eval_period.
+        """
+        return None
 
     @torch.inference_mode()
     def predict(self, x: torch.Tensor) -> torch.Tensor:

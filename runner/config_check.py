@@ -10,6 +10,7 @@ from rainbow_runner.methods import METHODS
 from rainbow_runner.runner.plugins import check_early_stopping
 from rainbow_runner.runner.reporting.trackers import check_trackers
 from rainbow_runner.runner.schema import ConfigError, check_settings
+from rainbow_runner.runner.task_free import trains_online
 
 __all__ = ["ConfigError", "check_config", "check_data_settings", "config_warnings"]
 
@@ -17,8 +18,7 @@ __all__ = ["ConfigError", "check_config", "check_data_settings", "config_warning
 def check_config(cfg: DictConfig) -> None:
     """Every type, range and choice the runner relies on, with a message a user can act on."""
     check_settings(cfg)
-    method = METHODS.get(cfg.mode.name)
-    check_early_stopping(cfg, cfg.stream.name == "online" and not method.offline_only)
+    check_early_stopping(cfg, trains_online(cfg))
     if cfg.mem_manage.name == "default":
         raise ConfigError(
             f"mode={cfg.mode.name} has no default memory manager "

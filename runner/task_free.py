@@ -48,7 +48,7 @@ def task_boundaries(cfg: DictConfig) -> bool:
 def check_task_free(cfg: DictConfig) -> None:
     """exp.task_boundaries=false and eval_period need an online stream; a task-free run needs a
     mode without needs_task_boundaries and a memory that takes in the stream as it flows."""
-    online = cfg.stream.name == "online" and not METHODS.get(cfg.mode.name).offline_only
+    online = trains_online(cfg)
     period = int(cfg.get("eval_period", 0) or 0)
     if period < 0:
         raise ConfigError(f"eval_period={period} must be 0 (off) or a number of stream samples.")
@@ -78,6 +78,17 @@ def check_task_free(cfg: DictConfig) -> None:
             f"a memory that takes in the stream as it flows (e.g. mem_manage=reservoir) or keep "
             f"exp.task_boundaries=true."
         )
+
+
+def trains_online(cfg: DictConfig) -> bool:
+    """Whether the run streams online: stream=online and a mode that trains online, or an
+    offline-only mode that takes in the stream for anytime evaluation (anytime_online, with
+    eval_period > 0: GDumb)."""
+    if cfg.stream.name != "online":
+        return False
+    method = METHODS.get(cfg.mode.name)
+    anytime = method.anytime_online and int(cfg.get("eval_period", 0) or 0) > 0
+    return not method.offline_only or anytime
 
 
 def acts_at_task_ends(method: type[Method], memory: Memory) -> bool:

@@ -45,7 +45,7 @@ from rainbow_runner.runner.run_state import (
 from rainbow_runner.runner.running import NonFiniteLossError
 from rainbow_runner.runner.schedule import TaskSchedule
 from rainbow_runner.runner.steps import PlannedStep, StepRunner, planned_task_steps
-from rainbow_runner.runner.task_free import acts_at_task_ends, grow_head
+from rainbow_runner.runner.task_free import acts_at_task_ends, grow_head, trains_online
 
 __all__ = ["NonFiniteLossError", "RunRecord", "Trainer"]
 
@@ -69,7 +69,7 @@ class Trainer:
         method_class = METHODS.get(cfg.mode.name)
         # patience > 0: a validation share of each task is held out of everything (never trained)
         self.split, held_out = validation_split(cfg, method_class.prepare_split(split))
-        self.online = cfg.stream.name == "online" and not method_class.offline_only
+        self.online = trains_online(cfg)
         self.fetch_images = DeviceImages(data.train_x, device)
         self.train_x = self.fetch_images.images
         self.test_x = DeviceImages(data.test_x, device).images
@@ -294,9 +294,14 @@ class Trainer:
         return partial(self._anytime_point, seen_before + n_incoming)
 
     def _anytime_point(self, n_samples_seen: int) -> None:
+        def accuracy() -> float:  # inside measure(): the random streams it uses are restored
+            with torch.enable_grad():  # a predictor may train (GDumb's copy)
+                predictor = self.method.anytime_predictor()
+            return self.evaluate(predictor).accuracy
+
         row = self.anytime.measure(
             self.model,
-            lambda: self.evaluate().accuracy,
+            accuracy,
             n_samples_seen=n_samples_seen,
             task=self.task_id,
             n_seen_classes=self.n_exposed,
@@ -364,11 +369,12 @@ class Trainer:
 
     # --- evaluation and the run ---------------------------------------------------------------
 
-    def evaluate(self) -> Evaluation:
-        """Accuracy on the test samples of the exposed classes, per class and per task group."""
+    def evaluate(self, predictor: torch.nn.Module | None = None) -> Evaluation:
+        """Accuracy on the test samples of the exposed classes, per class and per task group
+        (of the method's predictions, or of a separate predictor's scores)."""
         return evaluate_test_set(
-            self.model,
-            self.method.predict,
+            self.model if predictor is None else predictor,
+            self.method.predict if predictor is None else predictor,
             self.test_x,
             self.test_labels,
             split=self.split,

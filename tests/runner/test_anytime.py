@@ -104,3 +104,39 @@ def test_resumed_task_free_run_repeats_the_run(tmp_path: Path, monkeypatch) -> N
                 got.drop(columns="seconds", errors="ignore"),
                 expected.drop(columns="seconds", errors="ignore"),
             )
+
+
+def test_gdumb_anytime_points_train_a_copy_on_the_memory(tmp_path: Path) -> None:
+    """GDumb under eval_period (the CLIB paper's protocol): the memory takes the online stream
+    in, each point trains a from-scratch copy on it; the run itself trains as without points.
+
+    eval_period=0 keeps GDumb's offline route (an untouched default); the reference is the
+    online intake route with an eval_period no batch reaches.
+    """
+    gdumb = [*IBLURRY, "mode=gdumb", "mode.anytime_epochs=10"]
+    never = run_in_process(tmp_path / "never", [*gdumb, "eval_period=100000"])
+    timed = run_in_process(tmp_path / "anytime", [*gdumb, "eval_period=100"])
+    for name, value in final_weights(tmp_path / "never").items():
+        assert torch.equal(value, final_weights(tmp_path / "anytime")[name]), name
+    for name, dropped in NOT_TIMED.items():
+        pd.testing.assert_frame_equal(
+            pd.read_csv(tmp_path / "anytime" / "results" / name).drop(columns=dropped),
+            pd.read_csv(tmp_path / "never" / "results" / name).drop(columns=dropped),
+            check_exact=True,
+        )
+    assert timed["A_last"] == never["A_last"] > 20
+    assert (
+        not (tmp_path / "never" / "results" / "anytime.csv").exists()
+        or pd.read_csv(tmp_path / "never" / "results" / "anytime.csv").empty
+    )
+
+    curve = pd.read_csv(tmp_path / "anytime" / "results" / "anytime.csv")
+    assert len(curve) == 14 and curve["n_seen_classes"].max() == 10
+    # chance is 100 / n_seen_classes (10-25 %); 10 epochs on <= 60 digits give twice that
+    assert (curve["accuracy"] > 2 * 100 / curve["n_seen_classes"]).all(), curve
+    assert curve["accuracy"].iloc[-1] > 50 and timed["A_AUC"] > 50
+
+
+def test_gdumb_anytime_epochs_must_be_positive(tmp_path: Path) -> None:
+    with pytest.raises(ValueError, match="mode.anytime_epochs=0"):
+        run_in_process(tmp_path, [*IBLURRY, "mode=gdumb", "mode.anytime_epochs=0"])
