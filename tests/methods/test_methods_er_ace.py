@@ -22,10 +22,26 @@ def leaf_logits(n_rows: int, seed: int = 0) -> torch.Tensor:
     return torch.randn(n_rows, 6, generator=generator).requires_grad_()
 
 
-def test_default_memory_is_a_reservoir_and_there_are_no_knobs():
+def test_default_memory_is_a_reservoir_and_offline_intake_is_at_the_task_start():
     cfg = compose_config(["mode=er_ace"])
-    assert cfg.mem_manage.name == "reservoir" and set(cfg.mode) == {"name"}
+    assert cfg.mem_manage.name == "reservoir" and set(cfg.mode) == {"name", "offline_intake"}
+    assert cfg.mode.offline_intake == "start"
     check_method_and_memory_options(cfg)
+
+
+def test_offline_the_memory_holds_the_task_while_it_trains_unless_intake_is_at_the_end(tmp_path):
+    """Avalanche's ER_ACE updates its buffer before an experience: replayed rows then include
+    the new classes from the task's first step; offline_intake=end keeps er's order."""
+    settings = ["mode=er_ace", "stream=offline", "exp=disjoint", "mem_size=40", "n_epoch=1"]
+    for intake, expected_before_training in (("start", 40), ("end", 0)):
+        trainer = build_trainer(tmp_path / intake, [*settings, f"mode.offline_intake={intake}"])
+        task = trainer.split.train_tasks[0]
+        trainer.begin_task()
+        assert len(trainer.memory) == expected_before_training
+        if intake == "start":
+            assert set(trainer.memory.indices.tolist()) <= set(task.tolist())
+        trainer.method.end_stream(0, task, streamed=False)
+        assert len(trainer.memory) == 40  # taken in once either way
 
 
 def test_the_stream_loss_gives_no_gradient_to_classes_absent_from_the_stream_batch():
