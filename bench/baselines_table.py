@@ -13,10 +13,7 @@ next to the paper's MNIST column; writes the table and the per-run rows as CSV. 
 from __future__ import annotations
 
 import argparse
-import json
-import subprocess
 import sys
-import time
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
@@ -26,9 +23,8 @@ if __package__ in (None, ""):
     sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
 from bench.common import format_table  # noqa: E402
-from bench.runs import finished_run  # noqa: E402
+from bench.runs import REPO, run_or_reuse  # noqa: E402
 
-REPO = Path(__file__).resolve().parent.parent
 MODES = ["rm", "ewc", "rwalk", "icarl", "gdumb", "bic", "er", "finetune", "joint"]
 # Blurry10-Online, MNIST, last accuracy % (the paper's Table 2; er/finetune/joint not listed).
 PAPER_MNIST = {
@@ -54,8 +50,6 @@ def available(mode: str) -> bool:
 def run_one(mode: str, seed: int, args: argparse.Namespace) -> dict:
     """One run as a subprocess (or the finished one already on disk) and its summary row."""
     run_dir = Path(args.out) / mode / f"seed{seed}"
-    summary_path = run_dir / "results" / "summary.csv"
-    wall_path = run_dir / "bench_wall.json"
     overrides = [
         f"mode={mode}",
         f"dataset={args.dataset}",
@@ -68,23 +62,13 @@ def run_one(mode: str, seed: int, args: argparse.Namespace) -> dict:
         f"num_threads={args.threads}",
         *args.overrides,
     ]
-    if wall_path.exists() and not args.rerun and finished_run(run_dir, overrides):
-        row = pd.read_csv(summary_path).iloc[0].to_dict()
-        return {**row, "wall_s": json.loads(wall_path.read_text())["wall_s"]}
     # the bench owns its run directories: an unfinished one is replaced
-    command = [sys.executable, "-m", "runner", *overrides, f"hydra.run.dir={run_dir}"]
-    command.append("overwrite=true")
-    started = time.perf_counter()
-    result = subprocess.run(command, cwd=REPO, capture_output=True, text=True, check=False)
-    wall = time.perf_counter() - started
-    if result.returncode != 0 or not summary_path.exists():
-        print(f"{mode} seed {seed} failed:\n{result.stderr[-1500:]}", file=sys.stderr)
-        return {"mode": mode, "seed": seed, "status": f"failed ({result.returncode})"}
-    wall_path.write_text(json.dumps({"wall_s": wall}))
-    row = pd.read_csv(summary_path).iloc[0].to_dict()
+    row = run_or_reuse(run_dir, overrides, f"{mode} seed {seed}", args.rerun, replace=True)
+    if row is None:
+        return {"mode": mode, "seed": seed, "status": "failed"}
     scores = f"A_last {row['A_last']:.2f}  F_last {row['F_last']:.2f}"
-    print(f"{mode:9s} seed {seed}: {scores}  {wall:.0f}s", flush=True)
-    return {**row, "wall_s": wall}
+    print(f"{mode:9s} seed {seed}: {scores}  {row['wall_s']:.0f}s", flush=True)
+    return row
 
 
 def mean_std(values: pd.Series) -> str:

@@ -14,10 +14,8 @@ seeds, writes the per-run rows and the table as CSV, and the accuracy curves thr
 from __future__ import annotations
 
 import argparse
-import json
 import subprocess
 import sys
-import time
 from pathlib import Path
 
 import pandas as pd
@@ -27,9 +25,8 @@ if __package__ in (None, ""):
 
 from bench.baselines_table import mean_std  # noqa: E402
 from bench.common import format_table  # noqa: E402
-from bench.runs import finished_run  # noqa: E402
+from bench.runs import REPO, run_or_reuse  # noqa: E402
 
-REPO = Path(__file__).resolve().parent.parent
 MODES = ["clib", "rm", "er", "mir", "ewc", "bic", "gdumb"]
 EXPERIMENT = "fashion_mnist_iblurry50_10_online"
 
@@ -37,8 +34,6 @@ EXPERIMENT = "fashion_mnist_iblurry50_10_online"
 def run_one(mode: str, seed: int, args: argparse.Namespace) -> dict:
     """One run (or the finished one on disk) and its row: A_AUC, A_last, wall seconds."""
     run_dir = Path(args.out) / mode / f"seed{seed}"
-    summary_path = run_dir / "results" / "summary.csv"
-    wall_path = run_dir / "bench_wall.json"
     overrides = [
         f"experiment={EXPERIMENT}",
         f"mode={mode}",
@@ -50,23 +45,12 @@ def run_one(mode: str, seed: int, args: argparse.Namespace) -> dict:
         f"num_threads={args.threads}",
     ]
     base = {"mode": mode, "seed": seed}
-    if wall_path.exists() and finished_run(run_dir, overrides):
-        row = pd.read_csv(summary_path).iloc[0].to_dict()
-        return {**row, **base, "wall_s": json.loads(wall_path.read_text())["wall_s"]}
-    command = [sys.executable, "-m", "runner", *overrides, f"hydra.run.dir={run_dir}"]
-    started = time.perf_counter()
-    result = subprocess.run(command, cwd=REPO, capture_output=True, text=True, check=False)
-    wall = time.perf_counter() - started
-    if result.returncode != 0 or not summary_path.exists():
-        print(f"{mode} seed {seed} failed:\n{result.stderr[-1500:]}", file=sys.stderr)
-        return {**base, "status": f"failed ({result.returncode})"}
-    wall_path.write_text(json.dumps({"wall_s": wall}))
-    row = pd.read_csv(summary_path).iloc[0].to_dict()
-    print(
-        f"{mode:6s} seed {seed}: A_AUC {row['A_AUC']:.2f}  A_last {row['A_last']:.2f}  {wall:.0f}s",
-        flush=True,
-    )
-    return {**row, **base, "wall_s": wall}
+    row = run_or_reuse(run_dir, overrides, f"{mode} seed {seed}")
+    if row is None:
+        return {**base, "status": "failed"}
+    scores = f"A_AUC {row['A_AUC']:.2f}  A_last {row['A_last']:.2f}  {row['wall_s']:.0f}s"
+    print(f"{mode:6s} seed {seed}: {scores}", flush=True)
+    return {**row, **base}
 
 
 def main() -> None:

@@ -12,10 +12,7 @@ std over seeds and writes the table and the per-run rows as CSV.
 from __future__ import annotations
 
 import argparse
-import json
-import subprocess
 import sys
-import time
 from pathlib import Path
 
 import pandas as pd
@@ -25,9 +22,8 @@ if __package__ in (None, ""):
 
 from bench.baselines_table import mean_std  # noqa: E402
 from bench.common import format_table  # noqa: E402
-from bench.runs import finished_run  # noqa: E402
+from bench.runs import REPO, run_or_reuse  # noqa: E402
 
-REPO = Path(__file__).resolve().parent.parent
 ER_PRESETS = [
     "random",
     "reservoir",
@@ -61,8 +57,6 @@ SETTINGS = {(f"er/{name}", "er"): [f"mem_manage={name}"] for name in ER_PRESETS}
 def run_one(label: str, mode: str, memory: list[str], seed: int, args: argparse.Namespace) -> dict:
     """One run (or the finished one on disk) and its summary row."""
     run_dir = Path(args.out) / label.replace("/", "_") / f"seed{seed}"
-    summary_path = run_dir / "results" / "summary.csv"
-    wall_path = run_dir / "bench_wall.json"
     overrides = [
         f"mode={mode}",
         *memory,
@@ -76,24 +70,12 @@ def run_one(label: str, mode: str, memory: list[str], seed: int, args: argparse.
         f"num_threads={args.threads}",
     ]
     base = {"setting": label, "seed": seed}
-    if wall_path.exists() and finished_run(run_dir, overrides):
-        row = pd.read_csv(summary_path).iloc[0].to_dict()
-        return {**row, **base, "wall_s": json.loads(wall_path.read_text())["wall_s"]}
-    command = [sys.executable, "-m", "runner", *overrides, f"hydra.run.dir={run_dir}"]
-    started = time.perf_counter()
-    result = subprocess.run(command, cwd=REPO, capture_output=True, text=True, check=False)
-    wall = time.perf_counter() - started
-    if result.returncode != 0 or not summary_path.exists():
-        print(f"{label} seed {seed} failed:\n{result.stderr[-1500:]}", file=sys.stderr)
-        return {**base, "status": f"failed ({result.returncode})"}
-    wall_path.write_text(json.dumps({"wall_s": wall}))
-    row = pd.read_csv(summary_path).iloc[0].to_dict()
-    print(
-        f"{label:22s} seed {seed}: A_last {row['A_last']:.2f}  F_last {row['F_last']:.2f}"
-        f"  {wall:.0f}s",
-        flush=True,
-    )
-    return {**row, **base, "wall_s": wall}
+    row = run_or_reuse(run_dir, overrides, f"{label} seed {seed}")
+    if row is None:
+        return {**base, "status": "failed"}
+    scores = f"A_last {row['A_last']:.2f}  F_last {row['F_last']:.2f}  {row['wall_s']:.0f}s"
+    print(f"{label:22s} seed {seed}: {scores}", flush=True)
+    return {**row, **base}
 
 
 def main() -> None:
