@@ -14,14 +14,21 @@ from omegaconf import OmegaConf
 REPO = Path(__file__).resolve().parent.parent
 
 
+# Overrides that place or admit a run but do not change its results.
+RUN_CONTROL = ("hydra.", "overwrite=")
+
+
+def _result_overrides(overrides) -> list[str]:
+    return [str(o) for o in overrides if not str(o).startswith(RUN_CONTROL)]
+
+
 def finished_run(run_dir: Path, overrides: list[str]) -> bool:
-    """Whether run_dir holds a complete run of these overrides (hydra.* ones aside)."""
+    """Whether run_dir holds a complete run of these overrides (run-control ones aside)."""
     summary_path = Path(run_dir) / "results" / "summary.csv"
     overrides_path = Path(run_dir) / ".hydra" / "overrides.yaml"
     if not summary_path.exists() or not overrides_path.exists():
         return False
-    asked = [o for o in overrides if not o.startswith("hydra.")]
-    if list(OmegaConf.load(overrides_path)) != asked:
+    if _result_overrides(OmegaConf.load(overrides_path)) != _result_overrides(overrides):
         return False
     return pd.read_csv(summary_path).status.iloc[0] == "complete"
 
