@@ -56,3 +56,26 @@ def _threads_and_environment_restored():
     if dict(os.environ) != environment:
         os.environ.clear()
         os.environ.update(environment)
+
+
+def record_learning_rates(monkeypatch: pytest.MonkeyPatch) -> list[tuple[int, int, float]]:
+    """(task, task epoch, lr) of every training step of the runs that follow, in order."""
+    from rainbow_runner.runner.steps import StepRunner
+    from rainbow_runner.runner.trainer import Trainer
+
+    rates: list[tuple[int, int, float]] = []
+    original_step, original_run = StepRunner.train_step, Trainer.run
+    trainers: list[Trainer] = []
+
+    def recording_run(self):
+        trainers.append(self)
+        return original_run(self)
+
+    def recording_step(self, batch):
+        trainer = trainers[-1]
+        rates.append((trainer.task_id, trainer.task_epoch, trainer.optimizer.param_groups[0]["lr"]))
+        return original_step(self, batch)
+
+    monkeypatch.setattr(Trainer, "run", recording_run)
+    monkeypatch.setattr(StepRunner, "train_step", recording_step)
+    return rates

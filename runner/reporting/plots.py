@@ -41,13 +41,21 @@ def pyplot():
     return plt
 
 
+def side_by_side(runs: pd.DataFrame) -> tuple[object, list[tuple[object, tuple, pd.DataFrame]]]:
+    """A figure with one panel per (dataset, exp) of the runs: (axis, key, its runs) each."""
+    keys = sorted(runs.groupby(["dataset", "exp"]).groups)
+    figure, axes = pyplot().subplots(1, len(keys), figsize=(6 * len(keys), 4.8), squeeze=False)
+    panels = [
+        (axis, (dataset, exp), runs[(runs["dataset"] == dataset) & (runs["exp"] == exp)])
+        for axis, (dataset, exp) in zip(axes[0], keys, strict=True)
+    ]
+    return figure, panels
+
+
 def plot_curves(runs: pd.DataFrame, keys: list[str], out: Path) -> Path:
     """accuracy_curves.png: accuracy after each task, mean over seeds with a ±std band."""
-    plt = pyplot()
-    panels = sorted(runs.groupby(["dataset", "exp"]).groups)
-    figure, axes = plt.subplots(1, len(panels), figsize=(6 * len(panels), 4.8), squeeze=False)
-    for axis, (dataset, exp) in zip(axes[0], panels, strict=True):
-        in_panel = runs[(runs["dataset"] == dataset) & (runs["exp"] == exp)]
+    figure, panels = side_by_side(runs)
+    for axis, (dataset, exp), in_panel in panels:
         names = legend_labels(in_panel, keys)
         for label, group in in_panel.groupby("config"):
             curves = [
@@ -106,11 +114,8 @@ def plot_anytime(runs: pd.DataFrame, keys: list[str], out: Path) -> Path | None:
     with_curve = runs[[files[d].exists() for d in runs.run_dir]]
     if with_curve.empty:
         return None
-    plt = pyplot()
-    panels = sorted(with_curve.groupby(["dataset", "exp"]).groups)
-    figure, axes = plt.subplots(1, len(panels), figsize=(6 * len(panels), 4.8), squeeze=False)
-    for axis, (dataset, exp) in zip(axes[0], panels, strict=True):
-        in_panel = with_curve[(with_curve["dataset"] == dataset) & (with_curve["exp"] == exp)]
+    figure, panels = side_by_side(with_curve)
+    for axis, (dataset, exp), in_panel in panels:
         names = legend_labels(in_panel, keys)
         for label, group in in_panel.groupby("config"):
             curves = [pd.read_csv(files[d]) for d in group.run_dir]

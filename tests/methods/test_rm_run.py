@@ -7,8 +7,7 @@ import pytest
 
 from rainbow_runner.runner.options import apply_deprecated_keys
 from rainbow_runner.runner.steps import StepRunner
-from rainbow_runner.runner.trainer import Trainer
-from tests.conftest import TINY, compose_config, run_cli, run_in_process
+from tests.conftest import TINY, compose_config, record_learning_rates, run_cli, run_in_process
 
 
 def read(run_dir, name):
@@ -88,22 +87,7 @@ def test_offline_rm_trains_on_stream_plus_equally_many_memory_samples(tmp_path):
 def test_warmup_epochs_run_at_a_tenth_of_lr_and_delay_the_schedule(
     tmp_path, monkeypatch, warmup, stream_lr, memory_lr
 ):
-    rates: list[tuple[int, int, float]] = []
-    original_step, original_run = StepRunner.train_step, Trainer.run
-    trainers: list[Trainer] = []
-
-    def recording_run(self):
-        trainers.append(self)
-        return original_run(self)
-
-    def recording_step(self, batch):
-        trainer = trainers[-1]
-        lr = trainer.optimizer.param_groups[0]["lr"]
-        rates.append((trainer.task_id, trainer.task_epoch, lr))
-        return original_step(self, batch)
-
-    monkeypatch.setattr(Trainer, "run", recording_run)
-    monkeypatch.setattr(StepRunner, "train_step", recording_step)
+    rates = record_learning_rates(monkeypatch)
     overrides = ["mode=rm", *TINY, "lr=0.05", "scheduler=anneal", f"warmup_epochs={warmup}"]
     run_in_process(tmp_path, overrides)
     for task in range(5):

@@ -8,8 +8,7 @@ import torch
 
 from rainbow_runner.runner.plugins import GradientClipping, hold_out_validation
 from rainbow_runner.runner.steps import StepRunner
-from rainbow_runner.runner.trainer import Trainer
-from tests.conftest import run_in_process
+from tests.conftest import record_learning_rates, run_in_process
 from tests.methods.test_methods_common import build_trainer
 
 OFFLINE = ["stream=offline", "exp=disjoint", "progress=false", "num_threads=1"]
@@ -121,21 +120,7 @@ GAMMA = 1 / 1.1  # scheduler=anneal: ExponentialLR's factor per step
     ],
 )
 def test_the_lr_schedule_steps_per_epoch_or_per_task(tmp_path, monkeypatch, per, expected):
-    rates: list[tuple[int, int, float]] = []
-    original_step, original_run = StepRunner.train_step, Trainer.run
-    trainers: list[Trainer] = []
-
-    def recording_run(self):
-        trainers.append(self)
-        return original_run(self)
-
-    def recording_step(self, batch):
-        trainer = trainers[-1]
-        rates.append((trainer.task_id, trainer.task_epoch, trainer.optimizer.param_groups[0]["lr"]))
-        return original_step(self, batch)
-
-    monkeypatch.setattr(Trainer, "run", recording_run)
-    monkeypatch.setattr(StepRunner, "train_step", recording_step)
+    rates = record_learning_rates(monkeypatch)
     overrides = ["mode=finetune", *OFFLINE, "n_epoch=2", "lr=1.0"]
     overrides += ["scheduler=anneal", f"lr_schedule_per={per}", "mem_size=0"]
     run_in_process(tmp_path, overrides)
