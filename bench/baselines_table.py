@@ -1,9 +1,10 @@
 """The paper's Blurry10-Online comparison on Fashion-MNIST (mlp400, memory 500), as a table.
 
 Runs every (mode, seed) as `python -m runner ...` into its own run directory, reads each
-results/summary.csv, and prints mean ± std over seeds of A_last, F_last and wall time per mode,
-next to the paper's MNIST column; writes the table and the per-run rows as CSV. Finished runs
-(summary status "complete") are reused, so an interrupted table picks up where it stopped.
+results/summary.csv, and prints mean ± std over seeds of A_last, F_last, wall and CPU seconds
+per mode, next to the paper's MNIST column; writes the table and the per-run rows as CSV.
+Finished runs (summary status "complete") are reused, so an interrupted table picks up where it
+stopped. `--modes all` is every registered mode.
 
     .venv/bin/python bench/baselines_table.py                      # 9 modes x seeds 1-3
     .venv/bin/python bench/baselines_table.py --seeds 1 --jobs 2   # quicker: one seed
@@ -90,6 +91,7 @@ def table(runs: pd.DataFrame, modes: list[str]) -> pd.DataFrame:
                 "A_last": mean_std(done["A_last"]) if len(done) else "n/a",
                 "F_last": mean_std(done["F_last"]) if len(done) else "n/a",
                 "wall_s": mean_std(done["wall_s"]) if len(done) else "n/a",
+                "cpu_s": mean_std(done["cpu_s"]) if "cpu_s" in done and len(done) else "n/a",
                 "paper_mnist_A_last": PAPER_MNIST.get(mode, "-"),
             }
         )
@@ -109,6 +111,10 @@ def main() -> None:
     parser.add_argument("overrides", nargs="*", help="extra key=value overrides (after --)")
     args = parser.parse_args()
 
+    if args.modes == ["all"]:
+        from rainbow_runner.methods import METHODS
+
+        args.modes = sorted(METHODS.names())
     modes = []
     for mode in args.modes:
         if available(mode):

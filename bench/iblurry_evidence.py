@@ -75,14 +75,15 @@ def main() -> None:
                 "seeds": len(done),
                 **{
                     key: mean_std(done[key]) if len(done) else "n/a"
-                    for key in ("A_AUC", "A_last", "wall_s")
+                    for key in ("A_AUC", "A_last", "wall_s", "cpu_s")
+                    if key in done
                 },
             }
         )
     csv = Path(args.csv)
     csv.parent.mkdir(parents=True, exist_ok=True)
     pd.DataFrame(table).to_csv(csv, index=False)
-    columns = ["mode", "seed", "A_AUC", "A_last", "wall_s", "status"]
+    columns = ["mode", "seed", "A_AUC", "A_last", "wall_s", "cpu_s", "status"]
     runs.reindex(columns=columns).to_csv(csv.with_name(csv.stem + "_runs.csv"), index=False)
     dirs = [str(Path(args.out) / mode) for mode in args.modes if (Path(args.out) / mode).exists()]
     report = [sys.executable, "-m", "runner.report", *dirs, "--out", args.out]
