@@ -92,11 +92,13 @@ STRATEGIES: dict[str, tuple[str, dict, dict, list[str]]] = {
         {"subsample": 200},
         [],
     ),
+    # mem_strength is our memory's n_sub (mem_manage=gss), not a knob of the mode; Avalanche's
+    # memory gradients are of groups of a training batch's size (32)
     "GSS_greedy": (
         "gss",
         {"mem_size": 500, "mem_strength": 1, "input_size": [1, 28, 28]},
-        {"mem_strength": 1},
-        [],
+        {},
+        ["mem_manage.n_sub=1", "mem_manage.gss_batch_size=32"],
     ),
     "SCR": (  # Avalanche's memory default is 100 and its memory batch 100
         "scr",

@@ -51,6 +51,28 @@ def per_sample_gradients(
         model.train(was_training)
 
 
+def mean_gradient(
+    model: torch.nn.Module, inputs: torch.Tensor, labels: torch.Tensor
+) -> torch.Tensor:
+    """The gradient of the batch's mean cross-entropy (the mean of per_sample_gradients), flat,
+    the model in eval mode; the parameters' .grad is untouched."""
+    params = [v for v in model.parameters() if v.requires_grad]
+    was_training = model.training
+    model.eval()
+    try:
+        with torch.enable_grad():
+            loss = F.cross_entropy(model(inputs), labels.to(inputs.device))
+            gradients = torch.autograd.grad(loss, params, allow_unused=True)
+    finally:
+        model.train(was_training)
+    return torch.cat(
+        [
+            (g if g is not None else torch.zeros_like(p)).flatten()
+            for g, p in zip(gradients, params, strict=True)
+        ]
+    )
+
+
 def gradient_scores(incoming: torch.Tensor, memory: torch.Tensor) -> torch.Tensor:
     """max_j cos(incoming_i, memory_j) + 1 for each incoming gradient (FIRST_SCORE if none)."""
     if len(memory) == 0:
@@ -86,11 +108,17 @@ class GSSMemory(Memory):
     streaming = True
     intake_uses_model = True
 
-    def __init__(self, capacity: int, seed: int, n_sub: int = 10) -> None:
+    def __init__(self, capacity: int, seed: int, n_sub: int = 10, gss_batch_size: int = 1) -> None:
         super().__init__(capacity, seed)
         if int(n_sub) < 1:
             raise ValueError(f"mem_manage.n_sub={n_sub} must be 1 or more (the paper uses 10).")
+        if int(gss_batch_size) < 1:
+            raise ValueError(
+                f"mem_manage.gss_batch_size={gss_batch_size} must be 1 or more (1: one sample "
+                "per memory gradient; the authors' code uses 10, Avalanche the batch size)."
+            )
         self.n_sub = int(n_sub)
+        self.gss_batch_size = int(gss_batch_size)
         self.scores = torch.empty(0)  # one per stored sample, aligned with indices
 
     def _context(self) -> SelectionContext:
@@ -101,39 +129,71 @@ class GSSMemory(Memory):
             )
         return self.context_provider()
 
+    def _inputs(self, context: SelectionContext, indices: torch.Tensor) -> torch.Tensor:
+        return context.normalize(context.fetch_images(indices.to(context.device)))
+
     def _gradients(
         self, context: SelectionContext, indices: torch.Tensor, labels: torch.Tensor
     ) -> torch.Tensor:
-        inputs = context.normalize(context.fetch_images(indices.to(context.device)))
+        inputs = self._inputs(context, indices)
         return per_sample_gradients(context.model, inputs, labels.to(context.device))
 
     def observe(self, indices: torch.Tensor, labels: torch.Tensor, n_exposed: int) -> None:
         if self.capacity == 0 or len(indices) == 0:
             return
         context = self._context()
-        incoming = self._gradients(context, indices, labels)
-        subset = torch.empty(0, incoming.shape[1], device=incoming.device)
-        if len(self):
-            drawn = torch.from_numpy(
-                self.rng.choice(len(self), min(self.n_sub, len(self)), replace=False)
-            )
-            subset = self._gradients(context, self.indices[drawn], self.labels[drawn])
-        scores = gradient_scores(incoming, subset)
+        subset = self._memory_gradients(context) if len(self) else None
         take = min(self.capacity - len(self), len(indices))
         if take:
+            scores = self._scores(context, indices[:take], labels[:take], subset)
             self.indices = torch.cat([self.indices, indices[:take]])
             self.labels = torch.cat([self.labels, labels[:take]])
-            self.scores = torch.cat([self.scores, scores[:take]])
+            self.scores = torch.cat([self.scores, scores])
         if take == len(indices):
             return
-        batch_score = gradient_scores(incoming[take:].mean(0, keepdim=True), subset)
-        if float(batch_score[0]) >= 1:  # aligned with the memory: nothing new to keep
-            return
+        rest, rest_labels = indices[take:], labels[take:]
+        if subset is not None:
+            # the batch's gradient is the mean of its samples' gradients: one backward pass
+            # decides whether the per-sample gradients are needed at all
+            batch_gradient = mean_gradient(context.model, self._inputs(context, rest), rest_labels)
+            if float(gradient_scores(batch_gradient[None], subset)[0]) >= 1:
+                return  # aligned with the memory: nothing new to keep
+        scores = self._scores(context, rest, rest_labels, subset)
         stored = self.scores.double().numpy().copy()
-        for slot, position in greedy_replacements(stored, scores[take:].double().numpy(), self.rng):
-            self.indices[slot] = indices[take + position]
-            self.labels[slot] = labels[take + position]
+        for slot, position in greedy_replacements(stored, scores.double().numpy(), self.rng):
+            self.indices[slot] = rest[position]
+            self.labels[slot] = rest_labels[position]
         self.scores = torch.from_numpy(stored).float()
+
+    def _memory_gradients(self, context: SelectionContext) -> torch.Tensor:
+        """The gradients the incoming samples are compared with: of n_sub random stored samples
+        (gss_batch_size 1), else of up to n_sub disjoint random groups of gss_batch_size."""
+        size = min(self.gss_batch_size, len(self))
+        groups = min(self.n_sub, len(self) // size)
+        drawn = torch.from_numpy(self.rng.choice(len(self), groups * size, replace=False))
+        indices, labels = self.indices[drawn], self.labels[drawn]
+        if size == 1:
+            return self._gradients(context, indices, labels)
+        return torch.stack(
+            [
+                mean_gradient(
+                    context.model, self._inputs(context, group), group_labels.to(context.device)
+                )
+                for group, group_labels in zip(indices.split(size), labels.split(size), strict=True)
+            ]
+        )
+
+    def _scores(
+        self,
+        context: SelectionContext,
+        indices: torch.Tensor,
+        labels: torch.Tensor,
+        subset: torch.Tensor | None,
+    ) -> torch.Tensor:
+        """gradient_scores of these samples against the memory subset's gradients."""
+        if subset is None:
+            return torch.full((len(indices),), FIRST_SCORE)
+        return gradient_scores(self._gradients(context, indices, labels), subset)
 
     def extra_state(self) -> dict[str, np.ndarray | int | float]:
         return {"scores": self.scores.numpy()}

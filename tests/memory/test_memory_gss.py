@@ -8,7 +8,12 @@ import torch
 from torch.nn import functional as F
 
 from rainbow_runner.memory import MEMORIES, SelectionContext
-from rainbow_runner.memory.gss import gradient_scores, greedy_replacements, per_sample_gradients
+from rainbow_runner.memory.gss import (
+    gradient_scores,
+    greedy_replacements,
+    mean_gradient,
+    per_sample_gradients,
+)
 
 
 def small_model() -> torch.nn.Module:
@@ -30,6 +35,15 @@ def test_per_sample_gradients_equal_one_backward_per_sample():
         F.cross_entropy(model(x[row : row + 1]), y[row : row + 1]).backward()
         alone = torch.cat([p.grad.flatten() for p in model.parameters()])
         assert torch.allclose(together[row], alone, atol=1e-6)
+
+
+def test_the_batch_gradient_is_the_mean_of_the_per_sample_ones_and_leaves_grad_alone():
+    model = small_model()
+    x, y = torch.randn(7, 1, 2, 2), torch.tensor([0, 1, 2, 0, 1, 2, 2])
+    batch = mean_gradient(model, x, y)
+    assert torch.allclose(batch, per_sample_gradients(model, x, y).mean(0), atol=1e-6)
+    assert all(p.grad is None for p in model.parameters())
+    assert model.training
 
 
 def test_scores_are_max_cosine_plus_one():

@@ -8,7 +8,7 @@ import copy
 import numpy as np
 import torch
 
-from rainbow_runner.memory.gss import gradient_scores, per_sample_gradients
+from rainbow_runner.memory.gss import gradient_scores, mean_gradient, per_sample_gradients
 from rainbow_runner.runner.options import check_method_and_memory_options
 from rainbow_runner.runner.steps import PlannedStep
 from tests.conftest import TINY, compose_config
@@ -41,6 +41,27 @@ def test_the_memory_scores_incoming_samples_with_the_runs_model(tmp_path):
     subset = per_sample_gradients(trainer.model, context.inputs(compared), context.labels(compared))
     assert torch.allclose(memory.scores[16:], gradient_scores(incoming, subset), atol=1e-5)
     assert torch.equal(memory.indices, task[:32])
+
+
+def test_with_gss_batch_size_each_memory_gradient_is_a_random_groups_mean(tmp_path):
+    trainer = build_trainer(
+        tmp_path, [*OFFLINE, "mem_manage.n_sub=3", "mem_manage.gss_batch_size=4"]
+    )
+    trainer.begin_task()
+    method, memory, task = trainer.method, trainer.memory, trainer.split.train_tasks[0]
+    first, second = task[:16], task[16:32]
+    method.offer(first)
+    state = copy.deepcopy(memory.rng.bit_generator.state)
+    method.offer(second)
+    rng = np.random.default_rng()
+    rng.bit_generator.state = state
+    groups = first[torch.from_numpy(rng.choice(16, 3 * 4, replace=False))].split(4)
+    context = trainer.context
+    subset = torch.stack(
+        [mean_gradient(trainer.model, context.inputs(g), context.labels(g)) for g in groups]
+    )
+    incoming = per_sample_gradients(trainer.model, context.inputs(second), context.labels(second))
+    assert torch.allclose(memory.scores[16:], gradient_scores(incoming, subset), atol=1e-5)
 
 
 def test_offline_each_sample_is_offered_once_after_its_first_step(tmp_path):
