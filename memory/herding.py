@@ -9,10 +9,11 @@ from torch.nn import functional as F
 # Herding works on (groups, samples, features) blocks of at most this many elements: about the
 # size of a core's L2 cache, so a large class is herded alone and its pass stays close to it.
 _BLOCK_ELEMENTS = 1 << 19
-# How many of the top scores a pass's guess at the following pick is drawn from.
+# How many of the top predicted scores a guess at a following pick is drawn from.
 _SHORTLIST = 64
-# Guessing pays when at least this share of guesses is right (judged after _PROBES of them).
-_WORTH_GUESSING, _PROBES = 0.7, 16
+# The rank of the sketch that predicts scores for the shortlist, and the most picks per pass
+# (on one CPU thread, a product with up to three directions costs what one pass costs).
+_RANK, _CHAIN = 16, 3
 
 
 def herding_selection(
@@ -98,41 +99,85 @@ def _herd_block(
 
 
 def _herd_one(features: torch.Tensor, mean: torch.Tensor, steps: int) -> torch.Tensor:
-    """One group on the CPU: the same choice as _herd_block, up to two steps per pass.
+    """One group on the CPU: the same choice as _herd_block, up to `_CHAIN` steps per pass.
 
     The scores s_i = x_i . (k mean - sum of the chosen) are kept up to date (a pick p adds
-    X @ (mean - x_p)); a pass over the features is what a step costs, and one product with two
-    update directions costs about the same as one. So a pass can take the exact next pick and
-    a guess at the one after (the best of the top `_SHORTLIST` scores once the first pick's
-    update is applied to them); the guess is kept only if it is the argmax of the updated
-    scores, the pick the next step would make anyway. Guessing costs a little more than a plain
-    step, so a group whose first `_PROBES` guesses are mostly wrong takes plain steps.
+    X @ (mean - x_p)); a pass over the features is what a step costs, and one product with a
+    few update directions costs about the same as one. So a pass takes the exact next pick and
+    guesses at the ones after it: each guess is the best exact score, once the chain's updates
+    are applied, among the `_SHORTLIST` rows a cheap prediction ranks highest (the scores plus
+    the chain's updates seen through a rank-`_RANK` sketch of the features). A guess is kept
+    only if it is the argmax of the updated scores, the pick the next step would make anyway;
+    the chain stops at the first wrong guess. It grows while its guesses are right.
     """
     n = len(features)
     score = torch.mv(features, mean)
+    # The prediction's columns: features in a rank-_RANK sketch of their span, then their
+    # dot products with the mean, so one addmv applies a pick's predicted update.
+    sketch = torch.empty(n, _RANK + 1)
+    sketch[:, :_RANK] = features @ _sketch_basis(features)
+    sketch[:, _RANK] = score
+    direction = torch.ones(_RANK + 1)
     picks: list[int] = []
-    guesses = hits = 0
+    depth = 2
     while len(picks) < steps:
         first = int(score.argmax())
         picks.append(first)
         if len(picks) == steps:
             break
-        towards_first = mean - features[first]
-        if guesses >= _PROBES and hits < _WORTH_GUESSING * guesses:
-            score.addmv_(features, towards_first)
-            score[first] = float("-inf")
-            continue
-        short = torch.topk(score, min(_SHORTLIST, n - len(picks) + 1), sorted=False).indices
-        ahead = torch.addmv(score[short], features.index_select(0, short), towards_first)
-        ahead[short == first] = float("-inf")
-        guess = int(short[int(ahead.argmax())])
-        updates = torch.mm(torch.stack([towards_first, mean - features[guess]]), features.t())
-        score += updates[0]
         score[first] = float("-inf")
-        guesses += 1
-        if int(score.argmax()) == guess:
-            hits += 1
-            picks.append(guess)
-            score += updates[1]
-            score[guess] = float("-inf")
-    return torch.tensor(picks, dtype=torch.long)
+        depth = min(depth, 1 + steps - len(picks), 1 + n - len(picks))
+        chain = _guess_chain(features, mean, score, sketch, direction, first, depth)
+        chosen = features.index_select(0, torch.tensor(chain))
+        updates = torch.mm(torch.sub(mean, chosen), features.t())
+        hits = 0
+        for position, pick in enumerate(chain):
+            score += updates[position]
+            if position > 0:
+                picks.append(pick)
+                hits += 1
+            score[pick] = float("-inf")
+            if position + 1 == len(chain) or int(score.argmax()) != chain[position + 1]:
+                break
+        depth = min(_CHAIN, depth + 1) if hits == len(chain) - 1 else max(2, hits + 1)
+    return torch.tensor(picks[:steps], dtype=torch.long)
+
+
+def _guess_chain(
+    features: torch.Tensor,
+    mean: torch.Tensor,
+    score: torch.Tensor,
+    sketch: torch.Tensor,
+    direction: torch.Tensor,
+    first: int,
+    depth: int,
+) -> list[int]:
+    """`first`, then up to depth - 1 guessed picks after it (see _herd_one)."""
+    chain = [first]
+    predicted = score.clone()
+    target = torch.zeros_like(mean)  # the chain's updates so far: len(chain) mean - its sum
+    while len(chain) < depth:  # depth <= 1 + the unchosen rows: a shortlist is never empty
+        last = chain[-1]
+        torch.neg(sketch[last, :_RANK], out=direction[:_RANK])
+        predicted.addmv_(sketch, direction)
+        target += mean
+        target -= features[last]
+        rows = torch.topk(predicted, min(_SHORTLIST, len(score)), sorted=False).indices
+        exact = score[rows] + torch.mv(features.index_select(0, rows), target)
+        guess = int(rows[int(exact.argmax())])
+        chain.append(guess)
+        predicted[guess] = float("-inf")
+    return chain
+
+
+def _sketch_basis(features: torch.Tensor) -> torch.Tensor:
+    """An orthonormal (dim, _RANK) basis of the features' dominant directions (a randomised
+    range finder with a fixed seed: the choice never depends on it, only how often guesses
+    are right)."""
+    dim = features.shape[1]
+    if dim <= _RANK:
+        return torch.eye(dim, _RANK)
+    probe = torch.randn(_RANK, dim, generator=torch.Generator().manual_seed(0))
+    half = features.bfloat16()
+    span = ((probe.bfloat16() @ half.t()) @ half).float()
+    return torch.linalg.qr(span.t())[0]

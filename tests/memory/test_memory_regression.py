@@ -49,7 +49,7 @@ def test_herding_chooses_what_the_old_herding_chose(n, dim, n_classes, n_per_cla
 
 @pytest.mark.parametrize("seed", [0, 1, 2])
 def test_herding_one_class_at_a_time_chooses_what_the_old_herding_chose(monkeypatch, seed):
-    """The CPU path for a class alone in its block (two steps per pass, a guessed second pick
+    """The CPU path for a class alone in its block (up to three steps per pass, guessed picks
     kept only when exact) against the old batched steps, on features like a ReLU layer's."""
     monkeypatch.setattr(herding_module, "_BLOCK_ELEMENTS", 1)
     torch.manual_seed(seed)
@@ -57,6 +57,61 @@ def test_herding_one_class_at_a_time_chooses_what_the_old_herding_chose(monkeypa
     features = torch.relu(torch.randn(3000, 48) + labels[:, None].float())
     old = legacy_herding_selection(features, labels, 150)
     assert torch.equal(herding_selection(features, labels, 150), old)
+
+
+def low_rank_relu(n: int, dim: int, rank: int, seed: int) -> torch.Tensor:
+    """Features like a trained layer's: a few dominant directions, ReLU, a little noise (the
+    case where the guessed chains run longest)."""
+    generator = torch.Generator().manual_seed(seed)
+    mixed = torch.randn(n, rank, generator=generator) @ torch.randn(rank, dim, generator=generator)
+    return torch.relu(mixed + 0.1 * torch.randn(n, dim, generator=generator))
+
+
+@pytest.mark.parametrize("seed", [0, 1])
+def test_herding_one_class_at_a_time_on_low_rank_features(monkeypatch, seed):
+    monkeypatch.setattr(herding_module, "_BLOCK_ELEMENTS", 1)
+    features = low_rank_relu(2400, 64, 6, seed)
+    labels = torch.arange(2400) % 2
+    old = legacy_herding_selection(features, labels, 300)
+    assert torch.equal(herding_selection(features, labels, 300), old)
+
+
+@pytest.mark.parametrize("seed", [0, 1, 2])
+def test_herding_breaks_ties_as_the_old_herding_did(monkeypatch, seed):
+    """Exact ties: every row appears three times (the copies' scores are equal at every step,
+    the lowest position wins) and some rows are zero (normalised to zero); the quota takes
+    more than half of each class. (A scaled copy is no exact tie: normalising rounds it.)"""
+    monkeypatch.setattr(herding_module, "_BLOCK_ELEMENTS", 1)
+    generator = torch.Generator().manual_seed(seed)
+    distinct = torch.relu(torch.randn(200, 24, generator=generator) + 0.3)
+    features = distinct.repeat(3, 1)
+    features[5::41] = 0.0
+    shuffle = torch.randperm(600, generator=generator)
+    features, labels = features[shuffle], torch.arange(600)[shuffle] % 2
+    old = legacy_herding_selection(features, labels, 170)
+    new = herding_selection(features, labels, 170)
+    assert torch.equal(new, old)
+    unit = torch.nn.functional.normalize(features, dim=1)
+    picked = unit[new]
+    duplicate_pairs = (torch.cdist(picked, picked) == 0).sum() - len(new)
+    assert duplicate_pairs > 0  # copies of one row were chosen, so ties were decided
+
+
+def test_herding_guesses_take_several_steps_per_pass(monkeypatch):
+    """The speed-up itself: on low-rank features most passes take more than one pick."""
+    monkeypatch.setattr(herding_module, "_BLOCK_ELEMENTS", 1)
+    features = low_rank_relu(3000, 64, 6, 0)
+    passes = []
+    real_mm = torch.mm
+
+    def counting_mm(a: torch.Tensor, b: torch.Tensor) -> torch.Tensor:
+        passes.append(len(a))
+        return real_mm(a, b)
+
+    monkeypatch.setattr(herding_module.torch, "mm", counting_mm)
+    herding_selection(features, torch.zeros(3000, dtype=torch.long), 240)
+    monkeypatch.undo()
+    assert len(passes) < 240 / 2  # at most one pass per two picks on average
 
 
 def toy_context(task_id: int, n_exposed: int) -> SelectionContext:
