@@ -3,17 +3,19 @@ brings the mean of the chosen (L2-normalised) features closest to the group's me
 
 from __future__ import annotations
 
+from functools import partial
+
 import torch
 from torch.nn import functional as F
 
 # Herding works on (groups, samples, features) blocks of at most this many elements: about the
 # size of a core's L2 cache, so a large class is herded alone and its pass stays close to it.
 _BLOCK_ELEMENTS = 1 << 19
-# How many of the top predicted scores a guess at a following pick is drawn from.
-_SHORTLIST = 64
-# The rank of the sketch that predicts scores for the shortlist, and the most picks per pass
-# (on one CPU thread, a product with up to three directions costs what one pass costs).
-_RANK, _CHAIN = 16, 3
+# Guessing (see _herd_one): the sketch's rank and the share of the features' energy it must
+# capture to be used, the rows a sketch guess is drawn from, the pool of the other kind of
+# guess, and the longest chain of picks per pass.
+_RANK, _LOW_RANK = 16, 0.5
+_SHORTLIST, _POOL, _CHAIN = 64, 384, 8
 
 
 def herding_selection(
@@ -99,25 +101,35 @@ def _herd_block(
 
 
 def _herd_one(features: torch.Tensor, mean: torch.Tensor, steps: int) -> torch.Tensor:
-    """One group on the CPU: the same choice as _herd_block, up to `_CHAIN` steps per pass.
+    """One group on the CPU: the same choice as _herd_block, several steps per pass.
 
     The scores s_i = x_i . (k mean - sum of the chosen) are kept up to date (a pick p adds
     X @ (mean - x_p)); a pass over the features is what a step costs, and one product with a
     few update directions costs about the same as one. So a pass takes the exact next pick and
-    guesses at the ones after it: each guess is the best exact score, once the chain's updates
-    are applied, among the `_SHORTLIST` rows a cheap prediction ranks highest (the scores plus
-    the chain's updates seen through a rank-`_RANK` sketch of the features). A guess is kept
-    only if it is the argmax of the updated scores, the pick the next step would make anyway;
-    the chain stops at the first wrong guess. It grows while its guesses are right.
+    a chain of guesses at the ones after it, and applies their updates in turn: a guess is kept
+    only if it is the argmax of the updated scores, the pick the next step would make anyway,
+    and the chain stops at the first wrong one. It grows while its guesses are right.
+
+    Guesses come from the best exact scores, once the chain's updates are applied, among rows
+    a cheap prediction ranks high. Features with a few dominant directions (a trained layer's)
+    are predicted through a rank-`_RANK` sketch (_sketch_guesses: a pick's update moves every
+    score, so the rows worth scoring change from step to step); others (the sketch captures
+    under `_LOW_RANK` of their energy) from the `_POOL` best scores of the pass, updated exactly
+    (_pool_guesses). Chains of up to three guesses multiply the features as they are; longer
+    ones a transposed copy, which makes up to about eight directions cost one pass.
     """
     n = len(features)
     score = torch.mv(features, mean)
-    # The prediction's columns: features in a rank-_RANK sketch of their span, then their
-    # dot products with the mean, so one addmv applies a pick's predicted update.
-    sketch = torch.empty(n, _RANK + 1)
-    sketch[:, :_RANK] = features @ _sketch_basis(features)
-    sketch[:, _RANK] = score
-    direction = torch.ones(_RANK + 1)
+    basis, captured = _sketch_basis(features)
+    if captured >= _LOW_RANK:
+        sketch = torch.empty(n, _RANK + 1)  # features in the sketch, then their x_i . mean
+        sketch[:, :_RANK] = features @ basis
+        sketch[:, _RANK] = score
+        guesses = partial(_sketch_guesses, sketch=sketch, direction=torch.ones(_RANK + 1))
+        columns, longest = features.t(), 3
+    else:
+        guesses = _pool_guesses
+        columns, longest = features.t().contiguous(), _CHAIN
     picks: list[int] = []
     depth = 2
     while len(picks) < steps:
@@ -127,9 +139,9 @@ def _herd_one(features: torch.Tensor, mean: torch.Tensor, steps: int) -> torch.T
             break
         score[first] = float("-inf")
         depth = min(depth, 1 + steps - len(picks), 1 + n - len(picks))
-        chain = _guess_chain(features, mean, score, sketch, direction, first, depth)
+        chain = guesses(features, mean, score, first, depth)
         chosen = features.index_select(0, torch.tensor(chain))
-        updates = torch.mm(torch.sub(mean, chosen), features.t())
+        updates = torch.mm(torch.sub(mean, chosen), columns)
         hits = 0
         for position, pick in enumerate(chain):
             score += updates[position]
@@ -139,20 +151,41 @@ def _herd_one(features: torch.Tensor, mean: torch.Tensor, steps: int) -> torch.T
             score[pick] = float("-inf")
             if position + 1 == len(chain) or int(score.argmax()) != chain[position + 1]:
                 break
-        depth = min(_CHAIN, depth + 1) if hits == len(chain) - 1 else max(2, hits + 1)
+        depth = min(longest, 2 * depth) if hits == len(chain) - 1 else max(2, hits + 2)
     return torch.tensor(picks[:steps], dtype=torch.long)
 
 
-def _guess_chain(
+def _pool_guesses(
+    features: torch.Tensor, mean: torch.Tensor, score: torch.Tensor, first: int, depth: int
+) -> list[int]:
+    """`first`, then up to depth - 1 guesses: the best of the `_POOL` best scores, updated
+    exactly for the chain so far (see _herd_one)."""
+    chain = [first]
+    pool = torch.topk(score, min(_POOL, len(score)), sorted=False).indices
+    rows = features.index_select(0, pool)
+    pool_scores = score[pool]
+    while len(chain) < depth:
+        pool_scores.addmv_(rows, mean - features[chain[-1]])
+        best = int(pool_scores.argmax())
+        if pool_scores[best] == float("-inf"):
+            break
+        chain.append(int(pool[best]))
+        pool_scores[best] = float("-inf")
+    return chain
+
+
+def _sketch_guesses(
     features: torch.Tensor,
     mean: torch.Tensor,
     score: torch.Tensor,
-    sketch: torch.Tensor,
-    direction: torch.Tensor,
     first: int,
     depth: int,
+    sketch: torch.Tensor,
+    direction: torch.Tensor,
 ) -> list[int]:
-    """`first`, then up to depth - 1 guessed picks after it (see _herd_one)."""
+    """`first`, then up to depth - 1 guesses: each the best exact score among the
+    `_SHORTLIST` rows with the best predicted scores (the chain's updates reach the
+    predictions through the sketch; see _herd_one)."""
     chain = [first]
     predicted = score.clone()
     target = torch.zeros_like(mean)  # the chain's updates so far: len(chain) mean - its sum
@@ -170,14 +203,15 @@ def _guess_chain(
     return chain
 
 
-def _sketch_basis(features: torch.Tensor) -> torch.Tensor:
-    """An orthonormal (dim, _RANK) basis of the features' dominant directions: a randomised
-    range finder on about 1,000 of the rows, with a fixed seed (the choice never depends on
-    the basis, only how often guesses are right)."""
+def _sketch_basis(features: torch.Tensor) -> tuple[torch.Tensor, float]:
+    """An orthonormal (dim, _RANK) basis of the features' dominant directions, and the share
+    of their energy it captures: a randomised range finder on about 1,000 of the rows, with a
+    fixed seed (the choice never depends on the basis, only how often guesses are right)."""
     dim = features.shape[1]
     if dim <= _RANK:
-        return torch.eye(dim, _RANK)
+        return torch.eye(dim, _RANK), 1.0
     sample = features[:: max(1, len(features) // 1024)]
     probe = torch.randn(_RANK, dim, generator=torch.Generator().manual_seed(0))
-    span = (probe @ sample.t()) @ sample
-    return torch.linalg.qr(span.t())[0]
+    basis = torch.linalg.qr(((probe @ sample.t()) @ sample).t())[0]
+    energy = float(sample.square().sum())
+    return basis, float((sample @ basis).square().sum()) / energy if energy > 0 else 1.0

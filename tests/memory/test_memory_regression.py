@@ -60,34 +60,67 @@ def test_herding_one_class_at_a_time_chooses_what_the_old_herding_chose(monkeypa
 
 
 def low_rank_relu(n: int, dim: int, rank: int, seed: int) -> torch.Tensor:
-    """Features like a trained layer's: a few dominant directions, ReLU, a little noise (the
-    case where the guessed chains run longest)."""
+    """Features like a trained layer's: a few dominant directions, ReLU, a little noise."""
     generator = torch.Generator().manual_seed(seed)
     mixed = torch.randn(n, rank, generator=generator) @ torch.randn(rank, dim, generator=generator)
     return torch.relu(mixed + 0.1 * torch.randn(n, dim, generator=generator))
 
 
+def gaussian(n: int, dim: int, seed: int) -> torch.Tensor:
+    """Features with no dominant direction (a sketch captures little of them)."""
+    return torch.randn(n, dim, generator=torch.Generator().manual_seed(seed))
+
+
+FEATURE_KINDS = {
+    "low_rank": lambda n, seed: low_rank_relu(n, 64, 6, seed),
+    "gaussian": lambda n, seed: gaussian(n, 64, seed),
+}
+
+
+def guessed_through_sketch(features: torch.Tensor) -> bool:
+    """Which kind of guess the CPU path makes for these features (both must be tested)."""
+    unit = torch.nn.functional.normalize(features, dim=1)
+    return herding_module._sketch_basis(unit)[1] >= herding_module._LOW_RANK
+
+
+@pytest.mark.parametrize(("kind", "sketched"), [("low_rank", True), ("gaussian", False)])
 @pytest.mark.parametrize("seed", [0, 1])
-def test_herding_one_class_at_a_time_on_low_rank_features(monkeypatch, seed):
+def test_herding_one_class_at_a_time_on_either_kind_of_features(monkeypatch, kind, sketched, seed):
     monkeypatch.setattr(herding_module, "_BLOCK_ELEMENTS", 1)
-    features = low_rank_relu(2400, 64, 6, seed)
+    features = FEATURE_KINDS[kind](2400, seed)
+    assert guessed_through_sketch(features[::2]) == sketched
     labels = torch.arange(2400) % 2
     old = legacy_herding_selection(features, labels, 300)
     assert torch.equal(herding_selection(features, labels, 300), old)
 
 
+@pytest.mark.parametrize("kind", ["low_rank", "gaussian"])
+@pytest.mark.parametrize(("n", "quota"), [(40, 40), (90, 70), (700, 650)])
+def test_herding_one_class_at_a_time_up_to_every_sample(monkeypatch, kind, n, quota):
+    """Classes smaller than the shortlist and the pool, quotas up to the whole class."""
+    monkeypatch.setattr(herding_module, "_BLOCK_ELEMENTS", 1)
+    features = FEATURE_KINDS[kind](2 * n, n)
+    labels = torch.arange(2 * n) % 2
+    old = legacy_herding_selection(features, labels, quota)
+    assert torch.equal(herding_selection(features, labels, quota), old)
+
+
+@pytest.mark.parametrize(("kind", "dim"), [("relu", 24), ("gaussian", 64)])
 @pytest.mark.parametrize("seed", [0, 1, 2])
-def test_herding_breaks_ties_as_the_old_herding_did(monkeypatch, seed):
+def test_herding_breaks_ties_as_the_old_herding_did(monkeypatch, kind, dim, seed):
     """Exact ties: every row appears three times (the copies' scores are equal at every step,
     the lowest position wins) and some rows are zero (normalised to zero); the quota takes
     more than half of each class. (A scaled copy is no exact tie: normalising rounds it.)"""
     monkeypatch.setattr(herding_module, "_BLOCK_ELEMENTS", 1)
     generator = torch.Generator().manual_seed(seed)
-    distinct = torch.relu(torch.randn(200, 24, generator=generator) + 0.3)
+    distinct = torch.randn(200, dim, generator=generator)
+    if kind == "relu":
+        distinct = torch.relu(distinct + 0.3)
     features = distinct.repeat(3, 1)
     features[5::41] = 0.0
     shuffle = torch.randperm(600, generator=generator)
     features, labels = features[shuffle], torch.arange(600)[shuffle] % 2
+    assert guessed_through_sketch(features[labels == 0]) == (kind == "relu")
     old = legacy_herding_selection(features, labels, 170)
     new = herding_selection(features, labels, 170)
     assert torch.equal(new, old)
@@ -97,10 +130,11 @@ def test_herding_breaks_ties_as_the_old_herding_did(monkeypatch, seed):
     assert duplicate_pairs > 0  # copies of one row were chosen, so ties were decided
 
 
-def test_herding_guesses_take_several_steps_per_pass(monkeypatch):
-    """The speed-up itself: on low-rank features most passes take more than one pick."""
+@pytest.mark.parametrize("kind", ["low_rank", "gaussian"])
+def test_herding_guesses_take_several_steps_per_pass(monkeypatch, kind):
+    """The speed-up itself: most passes over a class take more than one pick."""
     monkeypatch.setattr(herding_module, "_BLOCK_ELEMENTS", 1)
-    features = low_rank_relu(3000, 64, 6, 0)
+    features = FEATURE_KINDS[kind](3000, 0)
     passes = []
     real_mm = torch.mm
 
