@@ -5,6 +5,7 @@ from __future__ import annotations
 
 from functools import partial
 
+import numpy as np
 import torch
 from torch.nn import functional as F
 
@@ -14,8 +15,10 @@ _BLOCK_ELEMENTS = 1 << 19
 # Guessing (see _herd_one): the sketch's rank and the share of the features' energy it must
 # capture to be used, the rows a sketch guess is drawn from, the pool of the other kind of
 # guess, and the longest chain of picks per pass.
-_RANK, _LOW_RANK = 16, 0.5
+_RANK, _LOW_RANK = 32, 0.5
 _SHORTLIST, _POOL, _CHAIN = 64, 384, 8
+# Scores this close (relative) to the best are compared again in float64 (see _best).
+_TIE = 1e-4
 
 
 def herding_selection(
@@ -115,44 +118,59 @@ def _herd_one(features: torch.Tensor, mean: torch.Tensor, steps: int) -> torch.T
     are predicted through a rank-`_RANK` sketch (_sketch_guesses: a pick's update moves every
     score, so the rows worth scoring change from step to step); others (the sketch captures
     under `_LOW_RANK` of their energy) from the `_POOL` best scores of the pass, updated exactly
-    (_pool_guesses). Chains of up to three guesses multiply the features as they are; longer
-    ones a transposed copy, which makes up to about eight directions cost one pass.
+    (_pool_guesses). The product is with a transposed copy of the features: on one CPU thread,
+    up to about `_CHAIN` directions then cost one pass (on the features as they are, three).
     """
     n = len(features)
     score = torch.mv(features, mean)
     basis, captured = _sketch_basis(features)
+    guesses = _pool_guesses
     if captured >= _LOW_RANK:
         sketch = torch.empty(n, _RANK + 1)  # features in the sketch, then their x_i . mean
         sketch[:, :_RANK] = features @ basis
         sketch[:, _RANK] = score
         guesses = partial(_sketch_guesses, sketch=sketch, direction=torch.ones(_RANK + 1))
-        columns, longest = features.t(), 3
-    else:
-        guesses = _pool_guesses
-        columns, longest = features.t().contiguous(), _CHAIN
+    # Row-major (dim, n): a product with up to about 8 directions costs one pass.
+    columns = features.t().contiguous()
+    target = mean.double()  # the next step's (k + 1) mean - sum of the chosen, in float64
+    step = mean.double()
     picks: list[int] = []
     depth = 2
-    while len(picks) < steps:
-        first = int(score.argmax())
-        picks.append(first)
+    pick = _best(score, features, target)
+    while True:
+        picks.append(pick)
+        score[pick] = float("-inf")
+        target += step - features[pick].double()
         if len(picks) == steps:
-            break
-        score[first] = float("-inf")
+            return torch.tensor(picks, dtype=torch.long)
         depth = min(depth, 1 + steps - len(picks), 1 + n - len(picks))
-        chain = guesses(features, mean, score, first, depth)
-        chosen = features.index_select(0, torch.tensor(chain))
-        updates = torch.mm(torch.sub(mean, chosen), columns)
+        chain = guesses(features, mean, score, pick, depth)
+        updates = torch.mm(torch.sub(mean, features.index_select(0, torch.tensor(chain))), columns)
+        score += updates[0]
+        pick = _best(score, features, target)
         hits = 0
-        for position, pick in enumerate(chain):
-            score += updates[position]
-            if position > 0:
-                picks.append(pick)
-                hits += 1
+        while hits + 1 < len(chain) and pick == chain[hits + 1] and len(picks) < steps - 1:
+            hits += 1
+            picks.append(pick)
             score[pick] = float("-inf")
-            if position + 1 == len(chain) or int(score.argmax()) != chain[position + 1]:
-                break
-        depth = min(longest, 2 * depth) if hits == len(chain) - 1 else max(2, hits + 2)
-    return torch.tensor(picks[:steps], dtype=torch.long)
+            target += step - features[pick].double()
+            score += updates[hits]
+            pick = _best(score, features, target)
+        depth = min(_CHAIN, 2 * depth) if hits == len(chain) - 1 else max(2, hits + 2)
+
+
+def _best(score: torch.Tensor, features: torch.Tensor, target: torch.Tensor) -> int:
+    """The argmax of the scores, ties to the lowest position: the float32 scores, kept up to
+    date step by step, may round copies of one row apart, so rows within `_TIE` of the best
+    are scored again from the float64 target (copies then tie exactly)."""
+    values = score.numpy()  # a view; numpy's calls cost less than torch's on 6,000 floats
+    first = int(values.argmax())
+    best = float(values[first])
+    close = np.flatnonzero(values >= best - _TIE * (1 + abs(best)))
+    if len(close) == 1:
+        return first
+    exact = (features[torch.from_numpy(close)].double() * target).sum(1)
+    return int(close[int(exact.argmax())])
 
 
 def _pool_guesses(

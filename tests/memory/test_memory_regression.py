@@ -73,7 +73,7 @@ def gaussian(n: int, dim: int, seed: int) -> torch.Tensor:
 
 FEATURE_KINDS = {
     "low_rank": lambda n, seed: low_rank_relu(n, 64, 6, seed),
-    "gaussian": lambda n, seed: gaussian(n, 64, seed),
+    "gaussian": lambda n, seed: gaussian(n, 128, seed),
 }
 
 
@@ -105,7 +105,7 @@ def test_herding_one_class_at_a_time_up_to_every_sample(monkeypatch, kind, n, qu
     assert torch.equal(herding_selection(features, labels, quota), old)
 
 
-@pytest.mark.parametrize(("kind", "dim"), [("relu", 24), ("gaussian", 64)])
+@pytest.mark.parametrize(("kind", "dim"), [("relu", 24), ("gaussian", 400)])
 @pytest.mark.parametrize("seed", [0, 1, 2])
 def test_herding_breaks_ties_as_the_old_herding_did(monkeypatch, kind, dim, seed):
     """Exact ties: every row appears three times (the copies' scores are equal at every step,
