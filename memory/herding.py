@@ -48,7 +48,7 @@ def herd(features: torch.Tensor, groups: torch.Tensor, counts: torch.Tensor) -> 
     """
     if len(groups) == 0 or int(counts.sum()) == 0:
         return torch.empty(0, dtype=torch.long, device=features.device)
-    features = F.normalize(features.float().reshape(len(features), -1), dim=1)
+    features = F.normalize(features.detach().float().reshape(len(features), -1), dim=1)
     groups, counts = groups.to(features.device), counts.to(features.device)
     order = torch.argsort(groups, stable=True)
     sizes = torch.bincount(groups, minlength=len(counts))
