@@ -3,16 +3,22 @@ brings the mean of the chosen (L2-normalised) features closest to the group's me
 
 from __future__ import annotations
 
+from functools import partial
+
+import numpy as np
 import torch
 from torch.nn import functional as F
 
 # Herding works on (groups, samples, features) blocks of at most this many elements: about the
 # size of a core's L2 cache, so a large class is herded alone and its pass stays close to it.
 _BLOCK_ELEMENTS = 1 << 19
-# How many of the top scores a pass's guess at the following pick is drawn from.
-_SHORTLIST = 64
-# Guessing pays when at least this share of guesses is right (judged after _PROBES of them).
-_WORTH_GUESSING, _PROBES = 0.7, 16
+# Guessing (see _herd_one): the sketch's rank and the share of the features' energy it must
+# capture to be used, the rows a sketch guess is drawn from, the pool of the other kind of
+# guess, and the longest chain of picks per pass.
+_RANK, _LOW_RANK = 32, 0.5
+_SHORTLIST, _POOL, _CHAIN = 64, 384, 8
+# Scores this close (relative) to the best are compared again in float64 (see _best).
+_TIE = 1e-4
 
 
 def herding_selection(
@@ -42,7 +48,7 @@ def herd(features: torch.Tensor, groups: torch.Tensor, counts: torch.Tensor) -> 
     """
     if len(groups) == 0 or int(counts.sum()) == 0:
         return torch.empty(0, dtype=torch.long, device=features.device)
-    features = F.normalize(features.float().reshape(len(features), -1), dim=1)
+    features = F.normalize(features.detach().float().reshape(len(features), -1), dim=1)
     groups, counts = groups.to(features.device), counts.to(features.device)
     order = torch.argsort(groups, stable=True)
     sizes = torch.bincount(groups, minlength=len(counts))
@@ -98,41 +104,132 @@ def _herd_block(
 
 
 def _herd_one(features: torch.Tensor, mean: torch.Tensor, steps: int) -> torch.Tensor:
-    """One group on the CPU: the same choice as _herd_block, up to two steps per pass.
+    """One group on the CPU: the same choice as _herd_block, several steps per pass.
 
     The scores s_i = x_i . (k mean - sum of the chosen) are kept up to date (a pick p adds
-    X @ (mean - x_p)); a pass over the features is what a step costs, and one product with two
-    update directions costs about the same as one. So a pass can take the exact next pick and
-    a guess at the one after (the best of the top `_SHORTLIST` scores once the first pick's
-    update is applied to them); the guess is kept only if it is the argmax of the updated
-    scores, the pick the next step would make anyway. Guessing costs a little more than a plain
-    step, so a group whose first `_PROBES` guesses are mostly wrong takes plain steps.
+    X @ (mean - x_p)); a pass over the features is what a step costs, and one product with a
+    few update directions costs about the same as one. So a pass takes the exact next pick and
+    a chain of guesses at the ones after it, and applies their updates in turn: a guess is kept
+    only if it is the argmax of the updated scores, the pick the next step would make anyway,
+    and the chain stops at the first wrong one. It grows while its guesses are right.
+
+    Guesses come from the best exact scores, once the chain's updates are applied, among rows
+    a cheap prediction ranks high. Features with a few dominant directions (a trained layer's)
+    are predicted through a rank-`_RANK` sketch (_sketch_guesses: a pick's update moves every
+    score, so the rows worth scoring change from step to step); others (the sketch captures
+    under `_LOW_RANK` of their energy) from the `_POOL` best scores of the pass, updated exactly
+    (_pool_guesses). The product is with a transposed copy of the features: on one CPU thread,
+    up to about `_CHAIN` directions then cost one pass (on the features as they are, three).
     """
     n = len(features)
     score = torch.mv(features, mean)
+    basis, captured = _sketch_basis(features)
+    guesses = _pool_guesses
+    if captured >= _LOW_RANK:
+        sketch = torch.empty(n, _RANK + 1)  # features in the sketch, then their x_i . mean
+        sketch[:, :_RANK] = features @ basis
+        sketch[:, _RANK] = score
+        guesses = partial(_sketch_guesses, sketch=sketch, direction=torch.ones(_RANK + 1))
+    # Row-major (dim, n): a product with up to about 8 directions costs one pass.
+    columns = features.t().contiguous()
+    target = mean.double()  # the next step's (k + 1) mean - sum of the chosen, in float64
+    step = mean.double()
     picks: list[int] = []
-    guesses = hits = 0
-    while len(picks) < steps:
-        first = int(score.argmax())
-        picks.append(first)
+    depth = 2
+    pick = _best(score, features, target)
+    while True:
+        picks.append(pick)
+        score[pick] = float("-inf")
+        target += step - features[pick].double()
         if len(picks) == steps:
-            break
-        towards_first = mean - features[first]
-        if guesses >= _PROBES and hits < _WORTH_GUESSING * guesses:
-            score.addmv_(features, towards_first)
-            score[first] = float("-inf")
-            continue
-        short = torch.topk(score, min(_SHORTLIST, n - len(picks) + 1), sorted=False).indices
-        ahead = torch.addmv(score[short], features.index_select(0, short), towards_first)
-        ahead[short == first] = float("-inf")
-        guess = int(short[int(ahead.argmax())])
-        updates = torch.mm(torch.stack([towards_first, mean - features[guess]]), features.t())
+            return torch.tensor(picks, dtype=torch.long)
+        depth = min(depth, 1 + steps - len(picks), 1 + n - len(picks))
+        chain = guesses(features, mean, score, pick, depth)
+        updates = torch.mm(torch.sub(mean, features.index_select(0, torch.tensor(chain))), columns)
         score += updates[0]
-        score[first] = float("-inf")
-        guesses += 1
-        if int(score.argmax()) == guess:
+        pick = _best(score, features, target)
+        hits = 0
+        while hits + 1 < len(chain) and pick == chain[hits + 1] and len(picks) < steps - 1:
             hits += 1
-            picks.append(guess)
-            score += updates[1]
-            score[guess] = float("-inf")
-    return torch.tensor(picks, dtype=torch.long)
+            picks.append(pick)
+            score[pick] = float("-inf")
+            target += step - features[pick].double()
+            score += updates[hits]
+            pick = _best(score, features, target)
+        depth = min(_CHAIN, 2 * depth) if hits == len(chain) - 1 else max(2, hits + 2)
+
+
+def _best(score: torch.Tensor, features: torch.Tensor, target: torch.Tensor) -> int:
+    """The argmax of the scores, ties to the lowest position: the float32 scores, kept up to
+    date step by step, may round copies of one row apart, so rows within `_TIE` of the best
+    are scored again from the float64 target (copies then tie exactly)."""
+    values = score.numpy()  # a view; numpy's calls cost less than torch's on 6,000 floats
+    first = int(values.argmax())
+    best = float(values[first])
+    close = np.flatnonzero(values >= best - _TIE * (1 + abs(best)))
+    if len(close) == 1:
+        return first
+    exact = (features[torch.from_numpy(close)].double() * target).sum(1)
+    return int(close[int(exact.argmax())])
+
+
+def _pool_guesses(
+    features: torch.Tensor, mean: torch.Tensor, score: torch.Tensor, first: int, depth: int
+) -> list[int]:
+    """`first`, then up to depth - 1 guesses: the best of the `_POOL` best scores, updated
+    exactly for the chain so far (see _herd_one)."""
+    chain = [first]
+    pool = torch.topk(score, min(_POOL, len(score)), sorted=False).indices
+    rows = features.index_select(0, pool)
+    pool_scores = score[pool]
+    while len(chain) < depth:
+        pool_scores.addmv_(rows, mean - features[chain[-1]])
+        best = int(pool_scores.argmax())
+        if pool_scores[best] == float("-inf"):
+            break
+        chain.append(int(pool[best]))
+        pool_scores[best] = float("-inf")
+    return chain
+
+
+def _sketch_guesses(
+    features: torch.Tensor,
+    mean: torch.Tensor,
+    score: torch.Tensor,
+    first: int,
+    depth: int,
+    sketch: torch.Tensor,
+    direction: torch.Tensor,
+) -> list[int]:
+    """`first`, then up to depth - 1 guesses: each the best exact score among the
+    `_SHORTLIST` rows with the best predicted scores (the chain's updates reach the
+    predictions through the sketch; see _herd_one)."""
+    chain = [first]
+    predicted = score.clone()
+    target = torch.zeros_like(mean)  # the chain's updates so far: len(chain) mean - its sum
+    while len(chain) < depth:  # depth <= 1 + the unchosen rows: a shortlist is never empty
+        last = chain[-1]
+        torch.neg(sketch[last, :_RANK], out=direction[:_RANK])
+        predicted.addmv_(sketch, direction)
+        target += mean
+        target -= features[last]
+        rows = torch.topk(predicted, min(_SHORTLIST, len(score)), sorted=False).indices
+        exact = score[rows] + torch.mv(features.index_select(0, rows), target)
+        guess = int(rows[int(exact.argmax())])
+        chain.append(guess)
+        predicted[guess] = float("-inf")
+    return chain
+
+
+def _sketch_basis(features: torch.Tensor) -> tuple[torch.Tensor, float]:
+    """An orthonormal (dim, _RANK) basis of the features' dominant directions, and the share
+    of their energy it captures: a randomised range finder on about 1,000 of the rows, with a
+    fixed seed (the choice never depends on the basis, only how often guesses are right)."""
+    dim = features.shape[1]
+    if dim <= _RANK:
+        return torch.eye(dim, _RANK), 1.0
+    sample = features[:: max(1, len(features) // 1024)]
+    probe = torch.randn(_RANK, dim, generator=torch.Generator().manual_seed(0))
+    basis = torch.linalg.qr(((probe @ sample.t()) @ sample).t())[0]
+    energy = float(sample.square().sum())
+    return basis, float((sample @ basis).square().sum()) / energy if energy > 0 else 1.0
