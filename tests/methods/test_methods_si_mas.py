@@ -68,7 +68,9 @@ def test_si_importance_after_a_task_is_non_negative_and_clipped(tmp_path):
 
 
 def test_mas_importance_is_an_average_of_the_tasks_output_norm_gradients(tmp_path):
-    trainer = build_trainer(tmp_path, ["mode=mas", "mode.alpha=0.25", *SETTINGS])
+    trainer = build_trainer(
+        tmp_path, ["mode=mas", "mode.alpha=0.25", "mode.lambda_reg=2.0", *SETTINGS]
+    )
     method = trainer.method
     trainer.train_task(0, trainer.split.train_tasks[0])
     first = {name: value.clone() for name, value in method.importance.items()}
@@ -85,3 +87,8 @@ def test_mas_importance_is_an_average_of_the_tasks_output_norm_gradients(tmp_pat
     )
     for name, value in method.importance.items():
         assert torch.allclose(value, 0.25 * first[name] + 0.75 * current[name], atol=1e-7)
+    with torch.no_grad():  # FACIL's penalty λ/2·Σ Ω (θ − θ*)² (the paper's has no ½)
+        for param in method.penalized.values():
+            param.add_(0.01)
+    expected = sum((value * 0.01**2).sum() for value in method.importance.values())
+    assert float(method.penalty()) == pytest.approx(float(expected), rel=1e-4)
