@@ -31,7 +31,7 @@ if __package__ in (None, ""):
 
 from bench.baselines_table import mean_std  # noqa: E402
 from bench.common import format_table  # noqa: E402
-from bench.runs import REPO, run_or_reuse  # noqa: E402
+from bench.runs import REPO, finished_run, run_or_reuse  # noqa: E402
 
 # GEM's network and optimizer: MLP 784-100-100-10, one pass, batch 10, plain SGD, constant lr.
 GEM_TRAINING = [
@@ -83,6 +83,7 @@ PAPER_MNIST = {
     ("rotated", "gem"): "86.1 / 0.5 / 66.5",
 }
 TUNED: dict[str, int] = {}  # setting -> ewc reg_coef, once tuned in this process
+NO_RUN = False  # --no-run: tables from the finished runs on disk only
 
 
 def last_wins(overrides: list[str]) -> list[str]:
@@ -114,8 +115,11 @@ def run_one(setting: str, mode: str, seed: int, args: argparse.Namespace) -> dic
 
 
 def finished_row(run_dir: Path, overrides: list[str], base: dict) -> dict:
-    """The run's summary row under base's keys, printed; status "failed" when it failed."""
+    """The run's summary row under base's keys, printed; status "failed" when it failed, and
+    "missing" when only finished runs are read (--no-run) and this one is not."""
     name = " ".join(f"{value}" for value in base.values())
+    if NO_RUN and not (finished_run(run_dir, overrides) and (run_dir / "bench_wall.json").exists()):
+        return {**base, "status": "missing"}
     row = run_or_reuse(run_dir, overrides, name, replace=True)
     if row is None:
         return {**base, "status": "failed"}
@@ -131,6 +135,8 @@ def reg_coef(setting: str, args: argparse.Namespace) -> float:
         return TASK_IL_REG_COEF
     if setting not in TUNED:
         tuning = tune_ewc(setting, args)
+        if tuning.empty:  # --no-run before the tuning runs finished, or all of them failed
+            raise SystemExit(f"{setting}: no finished ewc tuning run; run --tune first")
         TUNED[setting] = int(tuning.loc[tuning["ACC"].idxmax(), "reg_coef"])
         print(f"{setting}: ewc reg_coef {TUNED[setting]} (best tuning ACC)", flush=True)
     return TUNED[setting]
@@ -177,7 +183,10 @@ def main() -> None:
     default_csv = REPO / "bench" / "results" / "cpu_scenarios_evidence.csv"
     parser.add_argument("--csv", default=str(default_csv))
     parser.add_argument("--tune", action="store_true", help="only ewc's reg_coef search")
+    parser.add_argument("--no-run", action="store_true", help="tables from finished runs only")
     args = parser.parse_args()
+    global NO_RUN
+    NO_RUN = args.no_run
     Path(args.csv).parent.mkdir(parents=True, exist_ok=True)
     if args.tune:
         for setting in [s for s in args.settings if s in DOMAIN]:
