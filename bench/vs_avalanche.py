@@ -321,12 +321,25 @@ def main(argv: list[str] | None = None) -> list[dict]:
         "--csv", default=str(DEFAULT_CSV), help="the table (runs: *_runs.csv); '' for none"
     )
     parser.add_argument(
-        "--from-runs", nargs="+", type=Path, default=[], help="table of earlier *_runs.csv, no runs"
+        "--from-runs",
+        nargs="+",
+        type=Path,
+        default=[],
+        help="table of earlier *_runs.csv (later files win), no runs; rewrites the runs CSV",
     )
     args = parser.parse_args(argv)
 
     if args.from_runs:
-        runs = [_typed(row) for path in args.from_runs for row in csv.DictReader(path.open())]
+        # a later file's run of the same (system, strategy, seed) replaces an earlier one's
+        merged = {
+            (row["system"], row["strategy"], row["seed"]): _typed(row)
+            for path in args.from_runs
+            for row in csv.DictReader(path.open())
+        }
+        runs = list(merged.values())
+        if args.csv:
+            path = Path(args.csv)
+            _write(path.with_name(f"{path.stem}_runs.csv"), runs, RUN_COLUMNS)
     else:
         runs = run_all(args)
     rows = []

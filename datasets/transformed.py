@@ -21,7 +21,7 @@ from rainbow_runner.datasets.scenarios import DOMAIN_INCREMENTAL
 from rainbow_runner.datasets.splits import TaskSplit
 
 TRANSFORMS: tuple[str, ...] = ("permuted", "rotated")
-MAX_ROTATION = 90.0  # GEM's --max_rot (--min_rot 0)
+MAX_ROTATION = 90.0  # the default of GEM's data script's --max_rot (--min_rot 0)
 TUNING_SEED_OFFSET = 1_000_003  # a tuning stream's transforms: never those of a reported stream
 
 
@@ -37,10 +37,15 @@ def task_permutations(n_pixels: int, n_tasks: int, seed: int) -> list[torch.Tens
     return [torch.randperm(n_pixels, generator=generator) for _ in range(n_tasks)]
 
 
-def task_angles(n_tasks: int, seed: int) -> list[float]:
-    """Task t's angle: uniform in [t, t + 1) * MAX_ROTATION / n_tasks degrees (GEM)."""
+def task_angles(n_tasks: int, seed: int, max_rotation: float = MAX_ROTATION) -> list[float]:
+    """Task t's angle: uniform in [t, t + 1) * max_rotation / n_tasks degrees (GEM)."""
+    if not 0 < float(max_rotation) <= 360:
+        raise DatasetError(
+            f"dataset.max_rotation={max_rotation} must be in (0, 360] degrees (GEM's data "
+            f"script: 90, its run script: 180)."
+        )
     generator = torch.Generator().manual_seed(int(seed))
-    width = MAX_ROTATION / n_tasks
+    width = float(max_rotation) / n_tasks
     return [(t + float(torch.rand((), generator=generator))) * width for t in range(n_tasks)]
 
 
@@ -83,6 +88,7 @@ def transformed_stream(
     n_tasks: int,
     seed: int,
     samples_per_task: float | None = None,
+    max_rotation: float = MAX_ROTATION,
 ) -> tuple[ImageData, TaskSplit]:
     """The data set as n_tasks transformed copies, and the domain-incremental split over them.
 
@@ -105,7 +111,9 @@ def transformed_stream(
             lambda x, p=p: permute_images(x, p) for p in task_permutations(h * w, n_tasks, seed)
         ]
     else:
-        transforms = [lambda x, a=a: rotate_images(x, a) for a in task_angles(n_tasks, seed)]
+        transforms = [
+            lambda x, a=a: rotate_images(x, a) for a in task_angles(n_tasks, seed, max_rotation)
+        ]
     train_x, train_y, test_x, tasks = [], [], [], []
     for task, transform in enumerate(transforms):
         drawn = torch.randperm(n_train, generator=generator)[:per_task]
@@ -154,13 +162,18 @@ def held_out_validation(data: ImageData, seed: int) -> ImageData:
 
 
 def tuning_stream(
-    data: ImageData, kind: str, n_tasks: int, seed: int, samples_per_task: float | None = None
+    data: ImageData,
+    kind: str,
+    n_tasks: int,
+    seed: int,
+    samples_per_task: float | None = None,
+    max_rotation: float = MAX_ROTATION,
 ) -> tuple[ImageData, TaskSplit]:
     """A tuning run's stream (A-GEM's and BCL's protocol: tune on the first tasks, report on
     the rest): n_tasks transforms of their own seed, validated on held-out training rows."""
     tuning_seed = int(seed) + TUNING_SEED_OFFSET
     held_out = held_out_validation(data, tuning_seed)
-    return transformed_stream(held_out, kind, n_tasks, tuning_seed, samples_per_task)
+    return transformed_stream(held_out, kind, n_tasks, tuning_seed, samples_per_task, max_rotation)
 
 
 def domain_split(n_classes: int, train_tasks: list[torch.Tensor]) -> TaskSplit:

@@ -15,6 +15,7 @@ from rainbow_runner.datasets.scenarios import (
 )
 from rainbow_runner.datasets.splits import TaskSplit
 from rainbow_runner.datasets.transformed import (
+    MAX_ROTATION,
     TRANSFORMS,
     transform_of,
     transformed_stream,
@@ -109,7 +110,12 @@ def load_data_and_split(cfg: DictConfig, build_split) -> tuple[ImageData, TaskSp
         )
         stream = tuning_stream if tuning_tasks else transformed_stream
         return stream(
-            data, kind, int(cfg.n_tasks), int(cfg.split_seed), cfg.dataset.get("samples_per_task")
+            data,
+            kind,
+            int(cfg.n_tasks),
+            int(cfg.split_seed),
+            cfg.dataset.get("samples_per_task"),
+            float(cfg.dataset.get("max_rotation", MAX_ROTATION)),
         )
     if name == GEM_FILE:
         return gem_file_stream(cfg)

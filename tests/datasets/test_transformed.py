@@ -6,6 +6,7 @@ import pytest
 import torch
 
 from rainbow_runner.datasets import load_dataset
+from rainbow_runner.datasets.base import DatasetError
 from rainbow_runner.datasets.scenarios import DOMAIN_INCREMENTAL
 from rainbow_runner.datasets.transformed import (
     MAX_ROTATION,
@@ -46,6 +47,15 @@ def test_angles_fall_in_their_task_slice_and_are_reproducible():
     width = MAX_ROTATION / 5
     for task, angle in enumerate(angles):
         assert task * width <= angle < (task + 1) * width
+
+
+def test_max_rotation_stretches_the_slices_and_a_bad_one_is_refused():
+    angles = task_angles(4, 3, max_rotation=180.0)
+    assert angles == pytest.approx([2 * angle for angle in task_angles(4, 3)])
+    assert max(angles) > MAX_ROTATION
+    for bad in (0.0, -30.0, 400.0):
+        with pytest.raises(DatasetError, match="max_rotation"):
+            task_angles(4, 3, max_rotation=bad)
 
 
 @pytest.mark.parametrize("kind", ["permuted", "rotated"])
