@@ -24,7 +24,7 @@ if __package__ in (None, ""):
     sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
 from bench.common import format_table  # noqa: E402
-from bench.runs import REPO, run_or_reuse  # noqa: E402
+from bench.runs import REPO, finished_run, run_or_reuse  # noqa: E402
 
 MODES = ["rm", "ewc", "rwalk", "icarl", "gdumb", "bic", "er", "finetune", "joint"]
 # Blurry10-Online, MNIST, last accuracy % (the paper's Table 2; er/finetune/joint not listed).
@@ -63,13 +63,27 @@ def run_one(mode: str, seed: int, args: argparse.Namespace) -> dict:
         f"num_threads={args.threads}",
         *args.overrides,
     ]
+    if args.no_run and not (
+        finished_run(run_dir, overrides) and (run_dir / "bench_wall.json").exists()
+    ):
+        note = refusal(run_dir)
+        return {"mode": mode, "seed": seed, "status": "failed" if note else "missing", "note": note}
     # the bench owns its run directories: an unfinished one is replaced
     row = run_or_reuse(run_dir, overrides, f"{mode} seed {seed}", args.rerun, replace=True)
     if row is None:
-        return {"mode": mode, "seed": seed, "status": "failed"}
+        return {"mode": mode, "seed": seed, "status": "failed", "note": refusal(run_dir)}
     scores = f"A_last {row['A_last']:.2f}  F_last {row['F_last']:.2f}"
     print(f"{mode:9s} seed {seed}: {scores}  {row['wall_s']:.0f}s", flush=True)
     return row
+
+
+def refusal(run_dir: Path) -> str:
+    """The error a failed run logged last (the runner's one-paragraph refusal), or ''."""
+    log = run_dir / "run.log"
+    errors = (
+        [line for line in log.read_text().splitlines() if "[ERROR]" in line] if log.exists() else []
+    )
+    return errors[-1].split("] ", 1)[-1] if errors else ""
 
 
 def mean_std(values: pd.Series) -> str:
@@ -93,9 +107,18 @@ def table(runs: pd.DataFrame, modes: list[str]) -> pd.DataFrame:
                 "wall_s": mean_std(done["wall_s"]) if len(done) else "n/a",
                 "cpu_s": mean_std(done["cpu_s"]) if "cpu_s" in done and len(done) else "n/a",
                 "paper_mnist_A_last": PAPER_MNIST.get(mode, "-"),
+                "note": _notes(runs, mode),
             }
         )
     return pd.DataFrame(rows)
+
+
+def _notes(runs: pd.DataFrame, mode: str) -> str:
+    """Why seeds are missing: the refusals of failed runs, or the count not run yet."""
+    mine = runs[runs["mode"] == mode]
+    notes = sorted(set(mine["note"].dropna())) if "note" in mine else []
+    missing = int((mine["status"] == "missing").sum())
+    return "; ".join([*notes, *([f"{missing} seed(s) not run yet"] if missing else [])])
 
 
 def main() -> None:
@@ -108,6 +131,7 @@ def main() -> None:
     parser.add_argument("--threads", type=int, default=0, help="torch threads per run (0: all)")
     parser.add_argument("--out", default=str(REPO / "outputs" / "bench_baselines"))
     parser.add_argument("--rerun", action="store_true", help="ignore finished runs on disk")
+    parser.add_argument("--no-run", action="store_true", help="table the finished runs only")
     parser.add_argument("overrides", nargs="*", help="extra key=value overrides (after --)")
     args = parser.parse_args()
 
