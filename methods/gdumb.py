@@ -9,7 +9,6 @@ import math
 import random
 
 import numpy as np
-
 import torch
 import torch.nn.functional as F
 from torch import nn
