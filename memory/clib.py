@@ -55,6 +55,8 @@ def common_loss_decrease(
     after_losses: torch.Tensor,
 ) -> float | None:
     """Mean loss decrease over the samples measured at both times (None if there are none)."""
+    if len(after_indices) and torch.equal(before_indices, after_indices):  # the same memory
+        return float((before_losses - after_losses).mean())
     slots, found = _positions(before_indices, after_indices)
     if not bool(found.any()):
         return None

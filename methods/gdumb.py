@@ -4,8 +4,11 @@ trained from scratch on that memory alone at every evaluation point."""
 from __future__ import annotations
 
 import copy
+import hashlib
 import math
+import random
 
+import numpy as np
 import torch
 import torch.nn.functional as F
 from torch import nn
@@ -38,6 +41,7 @@ class GDumb(Method):
                 f"the memory at each anytime point (the paper's code: 256)."
             )
         self.anytime_epochs = anytime_epochs
+        self.last_predictor: tuple[bytes, nn.Module] | None = None  # (its inputs' digest, it)
 
     def offline_pool(self, task_indices: torch.Tensor) -> tuple[torch.Tensor, int]:
         return task_indices[:0], 0  # nothing is learned from the stream itself
@@ -53,10 +57,45 @@ class GDumb(Method):
     def anytime_predictor(self) -> nn.Module | None:
         """A copy of the model, re-initialised and trained on the memory as it is now: as the
         paper's code, one warm-up epoch at lr/10, then cosine-annealed epochs at the run's
-        optimizer settings; the run's model, optimizer and memory are left untouched."""
+        optimizer settings; the run's model, optimizer and memory are left untouched.
+
+        The copy is a function of the memory, the global random streams, the model and the
+        optimizer settings: when none changed since the last point (a full, balanced memory
+        drops every sample; the stream trains nothing), the last copy is that same model
+        and is returned instead of being trained again.
+        """
         indices, context = self.memory.indices, self.context
         if not len(indices) or context.optimizer is None:
             return None
+        digest = self._predictor_inputs()
+        if self.last_predictor is not None and self.last_predictor[0] == digest:
+            return self.last_predictor[1]
+        model = self._train_from_scratch(indices)
+        self.last_predictor = (digest, model)
+        return model
+
+    def _predictor_inputs(self) -> bytes:
+        """A digest of everything a from-scratch copy's training reads."""
+        digest = hashlib.sha256()
+        for tensor in (self.memory.indices, self.memory.labels, torch.get_rng_state()):
+            digest.update(tensor.cpu().numpy().tobytes())
+        if torch.cuda.is_available():
+            for state in torch.cuda.get_rng_state_all():
+                digest.update(state.numpy().tobytes())
+        _, numpy_key, numpy_pos, has_gauss, gauss = np.random.get_state()
+        digest.update(numpy_key.tobytes())
+        digest.update(repr((random.getstate(), numpy_pos, has_gauss, gauss)).encode())
+        for name, tensor in self.model.state_dict().items():
+            digest.update(name.encode())
+            digest.update(tensor.detach().cpu().numpy().tobytes())
+        optimizer = self.context.optimizer
+        settings = (type(optimizer).__name__, optimizer.defaults, self.context.settings.batchsize)
+        digest.update(repr(settings).encode())
+        return digest.digest()
+
+    def _train_from_scratch(self, indices: torch.Tensor) -> nn.Module:
+        """anytime_epochs epochs on the memory from a re-initialised copy of the model."""
+        context = self.context
         model = copy.deepcopy(self.model)
         reinitialize(model)
         model.train()

@@ -129,6 +129,33 @@ def test_clib_stores_first_and_trains_on_the_memory_alone(tmp_path):
     assert memory.importance.abs().sum() > 0
 
 
+def test_memory_losses_follow_the_memory_and_leave_the_model_training(tmp_path):
+    """The kept inputs are those of the memory now (rebuilt when it changed); the losses are
+    those an eval-mode pass over the memory's samples gives, and the model trains after."""
+    torch.set_num_threads(1)
+    trainer = build_trainer(tmp_path, ["mode=clib", "exp=disjoint", "stream=online", "mem_size=40"])
+    trainer.train_task(0, trainer.split.train_tasks[0])
+    method, memory, model = trainer.method, trainer.method.memory, trainer.model
+
+    def expected() -> torch.Tensor:
+        model.eval()
+        with torch.no_grad():
+            logits = model(method.context.inputs(memory.indices))
+        model.train()
+        return F.cross_entropy(logits, method.context.labels(memory.indices), reduction="none")
+
+    model.train()
+    assert torch.equal(method.memory_losses(), expected()) and model.training
+    assert all(module.training for module in model.modules())
+    task = trainer.split.train_tasks[0]
+    unseen = task[~torch.isin(task, memory.indices)][:5]  # task 0 samples the memory lacks
+    memory.observe(unseen, trainer.train_labels_cpu[unseen], 2)
+    assert torch.isin(unseen, memory.indices).any()
+    assert not torch.equal(method.measured_inputs[0], memory.indices)
+    assert torch.equal(method.memory_losses(), expected())  # the new samples' losses
+    assert torch.equal(method.measured_inputs[0], memory.indices)
+
+
 def test_a_resumed_run_repeats_the_uninterrupted_one(tmp_path, monkeypatch):
     """Importances, the lr schedule and the memory's measurements survive a checkpoint."""
     overrides = ["mode=clib", "stream=offline", "n_epoch=2", "mem_size=40", "progress=false"]

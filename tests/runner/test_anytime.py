@@ -140,3 +140,26 @@ def test_gdumb_anytime_points_train_a_copy_on_the_memory(tmp_path: Path) -> None
 def test_gdumb_anytime_epochs_must_be_positive(tmp_path: Path) -> None:
     with pytest.raises(ValueError, match="mode.anytime_epochs=0"):
         run_in_process(tmp_path, [*IBLURRY, "mode=gdumb", "mode.anytime_epochs=0"])
+
+
+def test_gdumb_trains_a_new_copy_only_when_its_inputs_changed(tmp_path: Path, monkeypatch) -> None:
+    """A point whose memory, random streams and model are those of the last point gets the
+    last copy back: the curve is the one of a run that retrains at every point."""
+    from rainbow_runner.methods.gdumb import GDumb
+
+    trained = []
+    train = GDumb._train_from_scratch
+    monkeypatch.setattr(
+        GDumb, "_train_from_scratch", lambda self, idx: trained.append(1) or train(self, idx)
+    )
+    gdumb = [*IBLURRY, "mode=gdumb", "mode.anytime_epochs=2", "mem_size=20", "eval_period=40"]
+    cached = run_in_process(tmp_path / "cached", gdumb)
+    n_cached = len(trained)
+    monkeypatch.setattr(GDumb, "_predictor_inputs", lambda self: object())  # never equal
+    every = run_in_process(tmp_path / "every", gdumb)
+    curve = pd.read_csv(tmp_path / "cached" / "results" / "anytime.csv")
+    assert n_cached < len(curve) == len(trained) - n_cached
+    pd.testing.assert_frame_equal(
+        curve, pd.read_csv(tmp_path / "every" / "results" / "anytime.csv"), check_exact=True
+    )
+    assert cached["A_AUC"] == every["A_AUC"]
