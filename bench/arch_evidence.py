@@ -45,7 +45,8 @@ PROTOCOL: dict[str, list[str]] = {
     "ar1": [],
     "expert_gate": [],
     "l2p": [f"model.weights={VIT_WEIGHTS}"],
-    "generative_replay": [],
+    # Avalanche's default: the VAE trains for the solver's epochs (1); the mode's conf: 10
+    "generative_replay": ["mode.generator_epochs=1"],
     "lamaml": [],
 }
 # Settings outside the grid, probed for their refusal message only (each refused before training).
@@ -143,7 +144,13 @@ def probe_refusals(args: argparse.Namespace) -> list[dict]:
             continue
         name = "_".join(e.split("=")[0].replace(".", "_") for e in extra)
         run_dir = Path(args.out) / mode / f"refused_{name}"
-        overrides = [*overrides_of(mode, "disjoint", "online", 1, args), *extra]
+        keys = {e.split("=")[0] for e in extra}
+        kept = [  # the grid's overrides, less those the probe replaces (a new model's knobs too)
+            o
+            for o in overrides_of(mode, "disjoint", "online", 1, args)
+            if o.split("=")[0] not in keys and not ("model" in keys and o.startswith("model."))
+        ]
+        overrides = [*kept, *extra]
         row = run_or_reuse(run_dir, overrides, f"{mode} {' '.join(extra)}", replace=True)
         reason = refusal(run_dir) if row is None else "(not refused: ran to completion)"
         rows.append({"mode": mode, "setting": " ".join(extra), "reason": reason})
