@@ -182,7 +182,7 @@ def protocol_note(mode: str, stream: str) -> str:
     return " ".join([*model, *(OFFLINE if stream == "offline" else []), *own])
 
 
-def main() -> None:
+def main(argv: list[str] | None = None) -> list[dict]:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--modes", nargs="+", default=MODES, choices=MODES)
     parser.add_argument("--exps", nargs="+", default=EXPS, choices=EXPS)
@@ -193,7 +193,7 @@ def main() -> None:
     default_csv = REPO / "bench" / "results" / "cpu_arch_evidence.csv"
     parser.add_argument("--csv", default=str(default_csv))
     parser.add_argument("--no-probes", action="store_true", help="skip the refusal probes")
-    args = parser.parse_args()
+    args = parser.parse_args(argv)
     args.vit_weights = (Path(args.out) / "vit_tiny_digits.pt").resolve()
     if "l2p" in args.modes:
         digits_vit(args.vit_weights)
@@ -223,6 +223,7 @@ def main() -> None:
     print(format_table(summary, list(summary[0])))
     if refusals:
         print("\n" + format_table(refusals, ["mode", "setting", "reason"]))
+    return summary
 
 
 if __name__ == "__main__":
