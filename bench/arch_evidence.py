@@ -19,7 +19,9 @@ this script. Prints mean ± std over seeds; writes the table, the per-run rows a
 from __future__ import annotations
 
 import argparse
+import shutil
 import sys
+from itertools import product
 from pathlib import Path
 
 import pandas as pd
@@ -29,7 +31,7 @@ if __package__ in (None, ""):
 
 from bench.baselines_table import mean_std  # noqa: E402
 from bench.common import format_table  # noqa: E402
-from bench.runs import REPO, run_or_reuse  # noqa: E402
+from bench.runs import REPO, finished_run, run_or_reuse  # noqa: E402
 
 MODES = ["cwr_star", "ar1", "expert_gate", "l2p", "generative_replay", "lamaml"]
 EXPS = ["disjoint", "blurry10"]
@@ -49,6 +51,7 @@ PROTOCOL: dict[str, list[str]] = {
     "generative_replay": ["mode.generator_epochs=1"],
     "lamaml": [],
 }
+EXPENSIVE = {"lamaml"}  # run after every other mode's seeds
 # Settings outside the grid, probed for their refusal message only (each refused before training).
 REFUSAL_PROBES: list[tuple[str, list[str]]] = [
     ("l2p", ["model=mlp400"]),
@@ -121,6 +124,9 @@ def run_one(mode: str, exp: str, stream: str, seed: int, args: argparse.Namespac
     run_dir = Path(args.out) / mode / f"{stream}_{exp}" / f"seed{seed}"
     overrides = overrides_of(mode, exp, stream, seed, args)
     base = {"mode": mode, "exp": exp, "stream": stream, "seed": seed}
+    borrowed = Path(args.reuse_from or "/nonexistent") / mode / f"seed{seed}"
+    if not finished_run(run_dir, overrides) and finished_run(borrowed, overrides):
+        shutil.copytree(borrowed, run_dir, dirs_exist_ok=True)  # baselines_table ran it already
     # the bench owns its run directories: an unfinished one is replaced
     row = run_or_reuse(run_dir, overrides, f"{mode} {stream} {exp} seed {seed}", replace=True)
     if row is None:
@@ -159,6 +165,7 @@ def probe_refusals(args: argparse.Namespace) -> list[dict]:
 
 def table(runs: pd.DataFrame, args: argparse.Namespace) -> list[dict]:
     """Mean ± std over the complete seeds of each (mode, exp, stream), in the grid's order."""
+    runs = runs.reindex(columns=[*runs.columns, *({"status", "note"} - set(runs.columns))])
     rows = []
     for mode in args.modes:
         for stream in args.streams:
@@ -182,6 +189,17 @@ def protocol_note(mode: str, stream: str) -> str:
     return " ".join([*model, *(OFFLINE if stream == "offline" else []), *own])
 
 
+def write_tables(runs: pd.DataFrame, args: argparse.Namespace, csv: Path) -> list[dict]:
+    """The table and the per-run rows as CSV; returns the table."""
+    summary = table(runs, args)
+    pd.DataFrame(summary).to_csv(csv, index=False)
+    columns = ["mode", "stream", "exp", "seed", "A_last", "F_last", "wall_s", "cpu_s", "status"]
+    runs.reindex(columns=[*columns, "note"]).to_csv(
+        csv.with_name(csv.stem + "_runs.csv"), index=False
+    )
+    return summary
+
+
 def main(argv: list[str] | None = None) -> list[dict]:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--modes", nargs="+", default=MODES, choices=MODES)
@@ -193,29 +211,29 @@ def main(argv: list[str] | None = None) -> list[dict]:
     default_csv = REPO / "bench" / "results" / "cpu_arch_evidence.csv"
     parser.add_argument("--csv", default=str(default_csv))
     parser.add_argument("--no-probes", action="store_true", help="skip the refusal probes")
+    parser.add_argument(
+        "--reuse-from",
+        default=str(REPO / "outputs" / "bench_baselines"),
+        help="bench/baselines_table.py's --out: its finished online blurry10 runs are copied",
+    )
     args = parser.parse_args(argv)
     args.vit_weights = (Path(args.out) / "vit_tiny_digits.pt").resolve()
     if "l2p" in args.modes:
         digits_vit(args.vit_weights)
-    rows = [
-        run_one(mode, exp, stream, seed, args)
-        for seed in args.seeds
-        for mode in args.modes
-        for stream in args.streams
-        for exp in args.exps
-    ]
-    runs = pd.DataFrame(rows)
-    summary = table(runs, args)
     csv = Path(args.csv)
     csv.parent.mkdir(parents=True, exist_ok=True)
-    pd.DataFrame(summary).to_csv(csv, index=False)
-    columns = ["mode", "stream", "exp", "seed", "A_last", "F_last", "wall_s", "cpu_s", "status"]
-    runs.reindex(columns=[*columns, "note"]).to_csv(
-        csv.with_name(csv.stem + "_runs.csv"), index=False
-    )
     refusals = [] if args.no_probes else probe_refusals(args)
     if refusals:
         pd.DataFrame(refusals).to_csv(csv.with_name(csv.stem + "_refusals.csv"), index=False)
+    # the cheap modes' seeds first, the expensive ones' last, so a stopped grid has the most rows
+    jobs = sorted(
+        product(args.modes, args.seeds, args.streams, args.exps),
+        key=lambda job: (job[0] in EXPENSIVE, job[1], args.modes.index(job[0])),
+    )
+    rows = []
+    for mode, seed, stream, exp in jobs:
+        rows.append(run_one(mode, exp, stream, seed, args))
+        summary = write_tables(pd.DataFrame(rows), args, csv)  # after each run: a stop keeps it
     print(
         f"\n{DATASET}, mlp400 (unless said), mem {MEM_SIZE}, num_threads={args.threads}, "
         f"seeds {args.seeds}, CPU\n"
