@@ -51,7 +51,7 @@ PROTOCOL: dict[str, list[str]] = {
     "generative_replay": ["mode.generator_epochs=1"],
     "lamaml": [],
 }
-EXPENSIVE = {"lamaml"}  # run after every other mode's seeds
+EXPENSIVE = {"lamaml"}  # its later seeds run after every other mode's
 # Settings outside the grid, probed for their refusal message only (each refused before training).
 REFUSAL_PROBES: list[tuple[str, list[str]]] = [
     ("l2p", ["model=mlp400"]),
@@ -225,10 +225,15 @@ def main(argv: list[str] | None = None) -> list[dict]:
     refusals = [] if args.no_probes else probe_refusals(args)
     if refusals:
         pd.DataFrame(refusals).to_csv(csv.with_name(csv.stem + "_refusals.csv"), index=False)
-    # the cheap modes' seeds first, the expensive ones' last, so a stopped grid has the most rows
+    # every mode's first seed, then the cheap modes' other seeds, then the expensive ones':
+    # a grid stopped early has every setting once and the most seeds
     jobs = sorted(
         product(args.modes, args.seeds, args.streams, args.exps),
-        key=lambda job: (job[0] in EXPENSIVE, job[1], args.modes.index(job[0])),
+        key=lambda job: (
+            job[0] in EXPENSIVE and job[1] != args.seeds[0],
+            job[1],
+            args.modes.index(job[0]),
+        ),
     )
     rows = []
     for mode, seed, stream, exp in jobs:
