@@ -139,3 +139,42 @@ def test_vs_avalanche_bench_tables_both_sides_and_marks_modes_not_in_this_runner
     rows = vs_avalanche.main(["--strategies", "Replay", "--csv="])
     assert "Avalanche side skipped" in capsys.readouterr().out
     assert rows[0]["avalanche_A_last"] == "n/a" and rows[0]["ours_A_last"] == "72.00±0.00"
+
+
+def test_vs_avalanche_lists_a_strategy_it_cannot_compare_without_running_it(monkeypatch):
+    from bench import vs_avalanche
+
+    commands = []
+    monkeypatch.setattr(vs_avalanche, "run_child", lambda command, *_: commands.append(command))
+    rows = vs_avalanche.main(["--strategies", "AR1", "LearningToPrompt", "--csv="])
+    assert commands == []
+    assert [row["mode"] for row in rows] == ["ar1", "l2p"]
+    assert all(row["note"].startswith("not comparable: ") for row in rows)
+
+
+def test_arch_evidence_tables_the_seeds_and_quotes_a_refusal(tmp_path, monkeypatch):
+    from bench import arch_evidence
+
+    def fake_run(run_dir, overrides, name, rerun=False, replace=False):  # no data set, no runs
+        if "stream=online" in overrides:  # as the runner refuses expert_gate online
+            run_dir.mkdir(parents=True)
+            (run_dir / "run.log").write_text("[t][INFO] config\n[t][ERROR] ValueError: no online\n")
+            return None
+        seed = int(next(o for o in overrides if o.startswith("seed=")).split("=")[1])
+        return {
+            "A_last": 60.0 + seed,
+            "F_last": 9.0,
+            "wall_s": 2.0,
+            "cpu_s": 1.5,
+            "status": "complete",
+        }
+
+    monkeypatch.setattr(arch_evidence, "run_or_reuse", fake_run)
+    out = tmp_path / "arch.csv"
+    args = ["--modes=expert_gate", "--exps=disjoint", "--seeds", "1", "2", "--no-probes"]
+    online, offline = arch_evidence.main([*args, f"--out={tmp_path}", f"--csv={out}"])
+    assert online["seeds"] == 0 and online["note"] == "ValueError: no online"
+    assert offline["seeds"] == 2 and offline["A_last"] == "61.50±0.71"
+    assert offline["protocol"] == "n_epoch=1"
+    runs = list(csv.DictReader(out.with_name("arch_runs.csv").open()))
+    assert sorted(run["status"] for run in runs) == ["complete", "complete", "refused", "refused"]
