@@ -61,8 +61,9 @@ REFUSAL_PROBES: list[tuple[str, list[str]]] = [
 
 
 def digits_vit(path: Path) -> Path:
-    """A vit_tiny backbone trained 8 epochs on digits' training images (tests' recipe, ~10 s):
-    a backbone pretrained on another data set, as L2P assumes one."""
+    """A vit_tiny backbone trained 8 epochs on digits' training images (~10 s), written to path
+    unless there: a backbone pretrained on another data set, as L2P assumes one (the e2e tests'
+    l2p runs use it too)."""
     if path.exists():
         return path
     import torch
@@ -77,7 +78,6 @@ def digits_vit(path: Path) -> Path:
     x, y = (data.train_x.float() / 255 - mean) / std, data.train_y
     generator = torch.Generator().manual_seed(0)
     torch.manual_seed(0)
-    torch.set_num_threads(1)
     model = vit(data.image_shape, data.n_classes)
     optimizer = torch.optim.Adam(model.parameters(), lr=3e-3)
     for _ in range(8):

@@ -45,6 +45,16 @@ DEFAULT_CSV = REPO / "bench" / "results" / "cpu_vs_avalanche.csv"
 # (marked "required") the value is stated here and given to both sides. The protocol's
 # memory (500) and memory batch (32, as many as stream samples) override Avalanche's defaults.
 # Avalanche's EWC, SI, MAS, LwF, LFL, RWalk replay nothing: ours runs them with mem_size=0.
+# La-MAML's knobs, the same on both sides (Avalanche 0.6.0's defaults)
+LAMAML_KNOBS = {
+    "n_inner_updates": 5,
+    "second_order": True,
+    "grad_clip_norm": 1.0,
+    "learn_lr": True,
+    "lr_alpha": 0.25,
+    "sync_update": False,
+    "alpha_init": 0.1,
+}
 STRATEGIES: dict[str, tuple[str, dict, dict, list[str]]] = {
     "Naive": ("finetune", {}, {}, []),
     "Cumulative": ("cumulative", {}, {}, []),
@@ -155,26 +165,8 @@ STRATEGIES: dict[str, tuple[str, dict, dict, list[str]]] = {
     # lamaml_v2 (torch.func); buffer: the protocol's memory 500 and memory batch 32
     "LaMAML": (
         "lamaml",
-        {
-            "n_inner_updates": 5,
-            "second_order": True,
-            "grad_clip_norm": 1.0,
-            "learn_lr": True,
-            "lr_alpha": 0.25,
-            "sync_update": False,
-            "alpha_init": 0.1,
-            "max_buffer_size": 500,
-            "buffer_mb_size": 32,
-        },
-        {
-            "n_inner_updates": 5,
-            "second_order": True,
-            "grad_clip_norm": 1.0,
-            "learn_lr": True,
-            "lr_alpha": 0.25,
-            "sync_update": False,
-            "alpha_init": 0.1,
-        },
+        {**LAMAML_KNOBS, "max_buffer_size": 500, "buffer_mb_size": 32},
+        LAMAML_KNOBS,
         [],
     ),
 }

@@ -6,13 +6,10 @@ from pathlib import Path
 
 import pandas as pd
 import pytest
-import torch
-from torch.nn import functional as F
 
-from rainbow_runner.datasets import load_dataset
+from bench.arch_evidence import digits_vit
 from rainbow_runner.datasets.scenarios import CLASS_INCREMENTAL
 from rainbow_runner.methods import METHODS
-from rainbow_runner.runner.models import vit
 from tests.conftest import TINY, run_in_process
 
 SETTINGS = [
@@ -42,22 +39,7 @@ EXTRA = {"l2p": ["model=vit_tiny", "mode.head_type=token"], "cwr_star": ["n_epoc
 @pytest.fixture(scope="module")
 def pretrained_tiny_vit(tmp_path_factory) -> Path:
     """A vit_tiny backbone trained 8 epochs on digits' training images (~8 s on one core)."""
-    data = load_dataset("digits", "./data", False, None)
-    mean, std = torch.tensor(data.mean).view(1, -1, 1, 1), torch.tensor(data.std).view(1, -1, 1, 1)
-    x, y = (data.train_x.float() / 255 - mean) / std, data.train_y
-    generator = torch.Generator().manual_seed(0)
-    torch.manual_seed(0)
-    model = vit(data.image_shape, data.n_classes)
-    optimizer = torch.optim.Adam(model.parameters(), lr=3e-3)
-    for _ in range(8):
-        for rows in torch.randperm(len(x), generator=generator).split(32):
-            loss = F.cross_entropy(model(x[rows]), y[rows])
-            optimizer.zero_grad()
-            loss.backward()
-            optimizer.step()
-    path = tmp_path_factory.mktemp("vit") / "vit_tiny_digits.pt"
-    torch.save(model.backbone.state_dict(), path)
-    return path
+    return digits_vit(tmp_path_factory.mktemp("vit") / "vit_tiny_digits.pt")
 
 
 @pytest.mark.parametrize(
