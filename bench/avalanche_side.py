@@ -116,6 +116,24 @@ def build_strategy(name: str, knobs: dict, mlp: SimpleMLP, common: dict):
     return getattr(supervised, name)(model=mlp, **knobs, **common)
 
 
+def protocol(seed: int, data: Path = FASHION, stats=None):
+    """The seeded class-incremental benchmark (5 experiences, classes 0..9 in order) and the
+    MLP 784-400-400-10 of the protocol (also the MAS traces' set-up)."""
+    RNGManager.set_random_seeds(seed)
+    train_set, test_set = load_sets(data, stats)
+    benchmark = nc_benchmark(
+        train_set,
+        test_set,
+        n_experiences=5,
+        task_labels=False,
+        shuffle=False,
+        seed=seed,
+        fixed_class_order=list(range(10)),
+    )
+    mlp = SimpleMLP(num_classes=10, input_size=784, hidden_size=400, hidden_layers=2, drop_rate=0)
+    return benchmark, mlp
+
+
 def main(argv: list[str] | None = None) -> dict:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--strategy", required=True, help="Avalanche's class name, e.g. Replay")
@@ -127,18 +145,7 @@ def main(argv: list[str] | None = None) -> dict:
     warnings.filterwarnings("ignore", message="No loggers specified")
     if args.threads:
         torch.set_num_threads(args.threads)
-    RNGManager.set_random_seeds(args.seed)
-    train_set, test_set = load_sets(args.data, MNIST_STATS.get(args.strategy))
-    benchmark = nc_benchmark(
-        train_set,
-        test_set,
-        n_experiences=5,
-        task_labels=False,
-        shuffle=False,
-        seed=args.seed,
-        fixed_class_order=list(range(10)),
-    )
-    mlp = SimpleMLP(num_classes=10, input_size=784, hidden_size=400, hidden_layers=2, drop_rate=0)
+    benchmark, mlp = protocol(args.seed, args.data, MNIST_STATS.get(args.strategy))
     common = {
         "optimizer": torch.optim.SGD(mlp.parameters(), lr=0.01, momentum=0.9),
         "criterion": nn.CrossEntropyLoss(),

@@ -15,11 +15,8 @@ sys.path.insert(0, str(REPO / "bench"))
 sys.path.insert(0, str(REPO))
 import avalanche_side as side  # noqa: E402
 import torch  # noqa: E402
-from avalanche.benchmarks.scenarios.deprecated.generators import nc_benchmark  # noqa: E402
 from avalanche.evaluation.metrics import accuracy_metrics  # noqa: E402
-from avalanche.models import SimpleMLP  # noqa: E402
 from avalanche.training import supervised  # noqa: E402
-from avalanche.training.determinism.rng_manager import RNGManager  # noqa: E402
 from avalanche.training.plugins import EvaluationPlugin, MASPlugin  # noqa: E402
 from torch import nn  # noqa: E402
 
@@ -29,18 +26,8 @@ p.add_argument("--seed", type=int, default=1)
 p.add_argument("--exps", type=int, default=5)
 args = p.parse_args()
 torch.set_num_threads(1)
-RNGManager.set_random_seeds(args.seed)
-train_set, test_set = side.load_sets(side.FASHION)
-bm = nc_benchmark(
-    train_set,
-    test_set,
-    n_experiences=5,
-    task_labels=False,
-    shuffle=False,
-    seed=args.seed,
-    fixed_class_order=list(range(10)),
-)
-mlp = SimpleMLP(num_classes=10, input_size=784, hidden_size=400, hidden_layers=2, drop_rate=0)
+bm, mlp = side.protocol(args.seed)
+test_set = side.load_sets(side.FASHION)[1]
 print([n for n, _ in mlp.named_parameters()])
 
 
