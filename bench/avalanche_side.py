@@ -134,6 +134,19 @@ def protocol(seed: int, data: Path = FASHION, stats=None):
     return benchmark, mlp
 
 
+def training_args(mlp: SimpleMLP) -> dict:
+    """The protocol's optimizer, loss, batch, epochs and silent evaluator for a strategy."""
+    return {
+        "optimizer": torch.optim.SGD(mlp.parameters(), lr=0.01, momentum=0.9),
+        "criterion": nn.CrossEntropyLoss(),
+        "train_mb_size": 32,
+        "train_epochs": 1,
+        "eval_mb_size": 1024,
+        "device": torch.device("cpu"),
+        "evaluator": EvaluationPlugin(accuracy_metrics(stream=True), loggers=[]),  # no printing
+    }
+
+
 def main(argv: list[str] | None = None) -> dict:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--strategy", required=True, help="Avalanche's class name, e.g. Replay")
@@ -146,15 +159,7 @@ def main(argv: list[str] | None = None) -> dict:
     if args.threads:
         torch.set_num_threads(args.threads)
     benchmark, mlp = protocol(args.seed, args.data, MNIST_STATS.get(args.strategy))
-    common = {
-        "optimizer": torch.optim.SGD(mlp.parameters(), lr=0.01, momentum=0.9),
-        "criterion": nn.CrossEntropyLoss(),
-        "train_mb_size": 32,
-        "train_epochs": 1,
-        "eval_mb_size": 1024,
-        "device": torch.device("cpu"),
-        "evaluator": EvaluationPlugin(accuracy_metrics(stream=True), loggers=[]),  # no printing
-    }
+    common = training_args(mlp)
     strategy = build_strategy(args.strategy, json.loads(args.knobs), mlp, common)
     started = time.perf_counter()
     if args.strategy == "JointTraining":  # all experiences at once

@@ -15,10 +15,8 @@ sys.path.insert(0, str(REPO / "bench"))
 sys.path.insert(0, str(REPO))
 import avalanche_side as side  # noqa: E402
 import torch  # noqa: E402
-from avalanche.evaluation.metrics import accuracy_metrics  # noqa: E402
 from avalanche.training import supervised  # noqa: E402
-from avalanche.training.plugins import EvaluationPlugin, MASPlugin  # noqa: E402
-from torch import nn  # noqa: E402
+from avalanche.training.plugins import MASPlugin  # noqa: E402
 
 p = argparse.ArgumentParser()
 p.add_argument("--variant", default="stock")
@@ -74,15 +72,7 @@ class Traced(MASPlugin):
 
 
 plugin = Traced(lambda_reg=1.0, alpha=0.5)
-common = {
-    "optimizer": torch.optim.SGD(mlp.parameters(), lr=0.01, momentum=0.9),
-    "criterion": nn.CrossEntropyLoss(),
-    "train_mb_size": 32,
-    "train_epochs": 1,
-    "eval_mb_size": 1024,
-    "device": torch.device("cpu"),
-    "evaluator": EvaluationPlugin(accuracy_metrics(stream=True), loggers=[]),
-}
+common = side.training_args(mlp)
 strategy = supervised.Naive(model=mlp, plugins=[plugin], **common)
 tx = torch.stack([test_set[i][0] for i in range(len(test_set))])
 ty = torch.tensor(test_set.targets)
