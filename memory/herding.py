@@ -3,11 +3,8 @@ brings the mean of the chosen (L2-normalised) features closest to the group's me
 
 from __future__ import annotations
 
-from functools import partial
-
 import numpy as np
 import torch
-from torch.nn import functional as F
 
 # Herding works on (groups, samples, features) blocks of at most this many elements: about the
 # size of a core's L2 cache, so a large class is herded alone and its pass stays close to it.
@@ -17,6 +14,8 @@ _BLOCK_ELEMENTS = 1 << 19
 # guess, and the longest chain of picks per pass.
 _RANK, _LOW_RANK = 32, 0.5
 _SHORTLIST, _POOL, _CHAIN = 64, 384, 8
+# Rows per slice of the transposed copy (_transposed).
+_SLICE = 512
 # Scores this close (relative) to the best are compared again in float64 (see _best).
 _TIE = 1e-4
 
@@ -48,7 +47,7 @@ def herd(features: torch.Tensor, groups: torch.Tensor, counts: torch.Tensor) -> 
     """
     if len(groups) == 0 or int(counts.sum()) == 0:
         return torch.empty(0, dtype=torch.long, device=features.device)
-    features = F.normalize(features.detach().float().reshape(len(features), -1), dim=1)
+    features = features.detach().float().reshape(len(features), -1)
     groups, counts = groups.to(features.device), counts.to(features.device)
     order = torch.argsort(groups, stable=True)
     sizes = torch.bincount(groups, minlength=len(counts))
@@ -78,7 +77,9 @@ def _herd_block(
     slot = torch.arange(longest, device=device)
     valid = slot[None, :] < sizes[:, None]
     source = order[(starts[:, None] + slot[None, :]).clamp(max=len(order) - 1)]
-    padded = features[source]
+    padded = features.index_select(0, source.flatten()).view(n_groups, longest, -1)
+    # A copy: normalised in place, as F.normalize would.
+    padded /= torch.linalg.vector_norm(padded, dim=2, keepdim=True).clamp_min_(1e-12)
     if not bool(valid.all()):
         padded *= valid[..., None]
     mean = padded.sum(1) / sizes[:, None]
@@ -111,114 +112,172 @@ def _herd_one(features: torch.Tensor, mean: torch.Tensor, steps: int) -> torch.T
     few update directions costs about the same as one. So a pass takes the exact next pick and
     a chain of guesses at the ones after it, and applies their updates in turn: a guess is kept
     only if it is the argmax of the updated scores, the pick the next step would make anyway,
-    and the chain stops at the first wrong one. It grows while its guesses are right.
+    and the chain stops at the first wrong one (_follow). It grows while its guesses are right.
 
     Guesses come from the best exact scores, once the chain's updates are applied, among rows
     a cheap prediction ranks high. Features with a few dominant directions (a trained layer's)
-    are predicted through a rank-`_RANK` sketch (_sketch_guesses: a pick's update moves every
+    are predicted through a rank-`_RANK` sketch (_SketchGuesses: a pick's update moves every
     score, so the rows worth scoring change from step to step); others (the sketch captures
     under `_LOW_RANK` of their energy) from the `_POOL` best scores of the pass, updated exactly
-    (_pool_guesses). The product is with a transposed copy of the features: on one CPU thread,
+    (_PoolGuesses). The product is with a transposed copy of the features: on one CPU thread,
     up to about `_CHAIN` directions then cost one pass (on the features as they are, three).
+    Small per-step work runs on numpy views of the same memory (a numpy call costs a few
+    hundred nanoseconds, a torch call several microseconds).
     """
     n = len(features)
+    columns = _transposed(features)
     score = torch.mv(features, mean)
     basis, captured = _sketch_basis(features)
-    guesses = _pool_guesses
     if captured >= _LOW_RANK:
-        sketch = torch.empty(n, _RANK + 1)  # features in the sketch, then their x_i . mean
-        sketch[:, :_RANK] = features @ basis
-        sketch[:, _RANK] = score
-        guesses = partial(_sketch_guesses, sketch=sketch, direction=torch.ones(_RANK + 1))
-    # Row-major (dim, n): a product with up to about 8 directions costs one pass.
-    columns = features.t().contiguous()
-    target = mean.double()  # the next step's (k + 1) mean - sum of the chosen, in float64
-    step = mean.double()
+        guesses = _SketchGuesses(features, columns, mean, score, basis)
+    else:
+        guesses = _PoolGuesses(features, mean)
+    values, rows = score.numpy(), features.numpy()
+    target = mean.numpy().astype(np.float64)  # the next step's (k + 1) mean - sum of the chosen
+    step = target.copy()
     picks: list[int] = []
     depth = 2
-    pick = _best(score, features, target)
+    pick = _best(values, rows, target)
     while True:
         picks.append(pick)
-        score[pick] = float("-inf")
-        target += step - features[pick].double()
+        values[pick] = -np.inf
+        target += step - rows[pick]
         if len(picks) == steps:
             return torch.tensor(picks, dtype=torch.long)
-        depth = min(depth, 1 + steps - len(picks), 1 + n - len(picks))
-        chain = guesses(features, mean, score, pick, depth)
-        updates = torch.mm(torch.sub(mean, features.index_select(0, torch.tensor(chain))), columns)
-        score += updates[0]
-        pick = _best(score, features, target)
-        hits = 0
-        while hits + 1 < len(chain) and pick == chain[hits + 1] and len(picks) < steps - 1:
-            hits += 1
-            picks.append(pick)
-            score[pick] = float("-inf")
-            target += step - features[pick].double()
-            score += updates[hits]
-            pick = _best(score, features, target)
+        depth = min(depth, steps - len(picks), n - len(picks))
+        chain = guesses(values, pick, depth)
+        updates = torch.mm(torch.sub(mean, features[chain]), columns).numpy()
+        hits, pick = _follow(values, updates, chain, rows, target, step)
+        picks += chain[1 : hits + 1]
         depth = min(_CHAIN, 2 * depth) if hits == len(chain) - 1 else max(2, hits + 2)
 
 
-def _best(score: torch.Tensor, features: torch.Tensor, target: torch.Tensor) -> int:
+def _follow(
+    values: np.ndarray,
+    updates: np.ndarray,
+    chain: list[int],
+    rows: np.ndarray,
+    target: np.ndarray,
+    step: np.ndarray,
+) -> tuple[int, int]:
+    """How many guesses of the chain the exact steps confirm, and the pick after them; the
+    scores (`values`) and the float64 target then stand for the step of that pick.
+
+    Step j applies update j to the scores (the updates' rows are reused for them) and is right
+    if its best is chain[j + 1]."""
+    scores = np.add(updates[0], values, out=updates[0])
+    hits = 0
+    while True:
+        pick = _best(scores, rows, target)
+        if hits + 1 == len(chain) or pick != chain[hits + 1]:
+            values[:] = scores
+            return hits, pick
+        hits += 1
+        scores[pick] = -np.inf
+        target += step - rows[pick]
+        scores = np.add(scores, updates[hits], out=updates[hits])
+
+
+def _best(values: np.ndarray, rows: np.ndarray, target: np.ndarray) -> int:
     """The argmax of the scores, ties to the lowest position: the float32 scores, kept up to
     date step by step, may round copies of one row apart, so rows within `_TIE` of the best
     are scored again from the float64 target (copies then tie exactly)."""
-    values = score.numpy()  # a view; numpy's calls cost less than torch's on 6,000 floats
     first = int(values.argmax())
     best = float(values[first])
     close = np.flatnonzero(values >= best - _TIE * (1 + abs(best)))
     if len(close) == 1:
         return first
-    exact = (features[torch.from_numpy(close)].double() * target).sum(1)
+    exact = (rows[close].astype(np.float64) * target).sum(1)
     return int(close[int(exact.argmax())])
 
 
-def _pool_guesses(
-    features: torch.Tensor, mean: torch.Tensor, score: torch.Tensor, first: int, depth: int
-) -> list[int]:
-    """`first`, then up to depth - 1 guesses: the best of the `_POOL` best scores, updated
-    exactly for the chain so far (see _herd_one)."""
-    chain = [first]
-    pool = torch.topk(score, min(_POOL, len(score)), sorted=False).indices
-    rows = features.index_select(0, pool)
-    pool_scores = score[pool]
-    while len(chain) < depth:
-        pool_scores.addmv_(rows, mean - features[chain[-1]])
-        best = int(pool_scores.argmax())
-        if pool_scores[best] == float("-inf"):
-            break
-        chain.append(int(pool[best]))
-        pool_scores[best] = float("-inf")
-    return chain
+class _PoolGuesses:
+    """Guesses from the `_POOL` best scores of the pass, updated exactly for the chain so far
+    (see _herd_one)."""
+
+    def __init__(self, features: torch.Tensor, mean: torch.Tensor) -> None:
+        self.features, self.rows, self.mean_row = features, features.numpy(), mean.numpy()
+        self.direction = torch.empty_like(mean)
+        self.direction_values = self.direction.numpy()
+
+    def __call__(self, values: np.ndarray, first: int, depth: int) -> list[int]:
+        """`first`, then up to depth - 1 guesses: the best of the pool's updated scores."""
+        chain = [first]
+        size = min(_POOL, len(values))
+        pool = np.argpartition(values, -size)[-size:]
+        rows = self.features.index_select(0, torch.from_numpy(pool))
+        pool_scores = torch.from_numpy(values[pool])
+        pool_values = pool_scores.numpy()
+        while len(chain) < depth:
+            np.subtract(self.mean_row, self.rows[chain[-1]], out=self.direction_values)
+            pool_scores.addmv_(rows, self.direction)
+            best = int(pool_values.argmax())
+            if pool_values[best] == -np.inf:
+                break
+            chain.append(int(pool[best]))
+            pool_values[best] = -np.inf
+        return chain
 
 
-def _sketch_guesses(
-    features: torch.Tensor,
-    mean: torch.Tensor,
-    score: torch.Tensor,
-    first: int,
-    depth: int,
-    sketch: torch.Tensor,
-    direction: torch.Tensor,
-) -> list[int]:
-    """`first`, then up to depth - 1 guesses: each the best exact score among the
-    `_SHORTLIST` rows with the best predicted scores (the chain's updates reach the
+class _SketchGuesses:
+    """Guesses through a rank-`_RANK` sketch of the features: each the best exact score among
+    the `_SHORTLIST` rows with the best predicted scores (the chain's updates reach the
     predictions through the sketch; see _herd_one)."""
-    chain = [first]
-    predicted = score.clone()
-    target = torch.zeros_like(mean)  # the chain's updates so far: len(chain) mean - its sum
-    while len(chain) < depth:  # depth <= 1 + the unchosen rows: a shortlist is never empty
-        last = chain[-1]
-        torch.neg(sketch[last, :_RANK], out=direction[:_RANK])
-        predicted.addmv_(sketch, direction)
-        target += mean
-        target -= features[last]
-        rows = torch.topk(predicted, min(_SHORTLIST, len(score)), sorted=False).indices
-        exact = score[rows] + torch.mv(features.index_select(0, rows), target)
-        guess = int(rows[int(exact.argmax())])
-        chain.append(guess)
-        predicted[guess] = float("-inf")
-    return chain
+
+    def __init__(
+        self,
+        features: torch.Tensor,
+        columns: torch.Tensor,
+        mean: torch.Tensor,
+        score: torch.Tensor,
+        basis: torch.Tensor,
+    ) -> None:
+        self.rows, self.mean_row = features.numpy(), mean.numpy()
+        # (rank + 1, n): the features in the sketch, then their x_i . mean; products with its
+        # transpose cost half those with an (n, rank + 1) copy.
+        sketch = torch.cat([basis.t() @ columns, score[None]])
+        self.sketch_columns = sketch.t()
+        self.sketch_rows = sketch[:_RANK].t().contiguous().numpy()  # a row's sketch, to read
+        self.direction = torch.ones(_RANK + 1)
+        self.direction_values = self.direction.numpy()
+
+    def __call__(self, values: np.ndarray, first: int, depth: int) -> list[int]:
+        """`first`, then up to depth - 1 guesses (depth <= 1 + the unchosen rows, so a
+        shortlist always holds an unchosen row)."""
+        chain = [first]
+        predicted = values.copy()
+        predicted_scores = torch.from_numpy(predicted)
+        target = np.zeros(self.rows.shape[1], dtype=np.float32)  # len(chain) mean - its sum
+        size = min(_SHORTLIST, len(values))
+        reach = None  # how far below the best predicted score the last shortlist reached
+        while len(chain) < depth:
+            last = chain[-1]
+            np.negative(self.sketch_rows[last], out=self.direction_values[:_RANK])
+            predicted_scores.addmv_(self.sketch_columns, self.direction)
+            target += self.mean_row
+            target -= self.rows[last]
+            rows = None
+            if reach is not None:  # a threshold costs a third of a partition
+                rows = np.flatnonzero(predicted >= predicted.max() - reach)
+                if not size // 2 <= len(rows) <= 2 * size:
+                    rows = None
+            if rows is None:
+                rows = np.argpartition(predicted, -size)[-size:]
+                reach = float(predicted.max() - predicted[rows].min())
+            exact = values[rows] + self.rows[rows] @ target
+            guess = int(rows[int(exact.argmax())])
+            chain.append(guess)
+            predicted[guess] = -np.inf
+        return chain
+
+
+def _transposed(features: torch.Tensor) -> torch.Tensor:
+    """A (dim, n) copy of the rows, made in slices that stay in cache (a plain
+    .t().contiguous() of a class's features takes about 1.6 times as long)."""
+    columns = features.new_empty(features.shape[1], len(features))
+    for start in range(0, len(features), _SLICE):
+        columns[:, start : start + _SLICE] = features[start : start + _SLICE].t()
+    return columns
 
 
 def _sketch_basis(features: torch.Tensor) -> tuple[torch.Tensor, float]:
