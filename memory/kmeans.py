@@ -65,7 +65,8 @@ def product_dtype(device: torch.device) -> torch.dtype:
     """bfloat16 where it is multiplied natively (CUDA, CPUs with AVX512-BF16 or AMX: ~8x faster
     than float32 products), float32 elsewhere (an emulated bfloat16 product is slower)."""
     if device.type == "cuda":
-        return torch.bfloat16 if torch.cuda.is_bf16_supported() else torch.float32
+        native = torch.cuda.is_bf16_supported(including_emulation=False)
+        return torch.bfloat16 if native else torch.float32
     native = device.type == "cpu" and torch.cpu._is_avx512_bf16_supported()
     return torch.bfloat16 if native else torch.float32
 
