@@ -1,9 +1,9 @@
 """The `cluster` strategy: k-means in each group with k = the group's quota, keeping the member
-nearest each centre. All groups run together on one zero-padded (groups, members, dim) tensor;
+nearest each centre. All groups run together on one padded (groups, members, dim) tensor;
 each assignment is one batched product ||c||^2 - 2 x.c (every distance up to the member's
-||x||^2), in bfloat16 where the hardware multiplies it natively. The member kept for a centre
-is the nearest in float32: only the members the product's rounding leaves in doubt are
-measured again."""
+||x||^2) into one reused buffer and one min over it, in bfloat16 where the hardware multiplies
+it natively. The member kept for a centre is the nearest in float32: only the members the
+product's rounding leaves in doubt are measured again."""
 
 from __future__ import annotations
 
@@ -12,8 +12,8 @@ import torch
 
 from rainbow_runner.memory.quota import GroupQuota, feature_rows, padded_layout
 
-# Feature values per block when the members are centred: half a MB of float32 stays in L2
-# for the block's passes (unblocked, the padded float32 copy costs ~3x as long).
+# Feature values per block of rows while the members are centred: half a MB of float32 stays
+# in L2 through the block's passes (one padded float32 copy instead costs ~3x as long).
 ROW_BLOCK = 128 * 1024
 # Norm term of a centre beyond its group's quota: never any member's nearest.
 DEAD_CENTRE = 1e30
@@ -93,7 +93,7 @@ class _Products:
         self.rows = features.new_empty(len(flat), dim, dtype=dtype)
         self.squared = features.new_empty(len(flat))
         step = max(1, ROW_BLOCK // dim)
-        for start in range(0, len(flat), step):
+        for start in range(0, len(flat), step):  # blocks of rows, not single candidates
             block = flat[start : start + step]
             members = features.index_select(0, block).sub_(
                 self.means.index_select(0, groups[block])
@@ -127,15 +127,16 @@ class _Products:
     ) -> torch.Tensor:
         """A bound on the error of each member's `distance` (from `nearest`) to its centre.
 
-        The product's terms (2 x.c, ||c||^2 and the result) are each rounded to the dtype at
-        most once (epsilon each, Cauchy-Schwarz for the sum), doubled for the output's rounding
-        and reductions a GPU splits in the dtype; float32 sums add their own.
+        The product's terms (2 x.c, at most 2 |x| |c| by Cauchy-Schwarz, ||c||^2 and the
+        result) are each rounded to the dtype (epsilon each, doubled: the output's rounding,
+        and a reduction a GPU may split in the dtype) and summed in float32, as are ||x||^2
+        and the distance.
         """
-        single = torch.finfo(torch.float32).eps
-        precision = 2 * (torch.finfo(self.rows.dtype).eps + self.rows.shape[2] * single)
+        single, dim = torch.finfo(torch.float32).eps, self.rows.shape[2]
+        precision = 2 * (torch.finfo(self.rows.dtype).eps + dim * single)
         norms = (centres - self.means[:, None]).square().sum(2).gather(1, assign)
         terms = 2 * (self.squared * norms).sqrt() + norms + (distance - self.squared).abs()
-        return precision * terms + 2 * single * (self.squared + distance)
+        return precision * terms + (2 + dim) * single * (self.squared + distance)
 
 
 def _seed(
