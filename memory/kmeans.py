@@ -15,6 +15,9 @@ from rainbow_runner.memory.quota import GroupQuota, feature_rows, padded_layout
 # Feature values per block of rows while the members are centred: half a MB of float32 stays
 # in L2 through the block's passes (one padded float32 copy instead costs ~3x as long).
 ROW_BLOCK = 128 * 1024
+# Row width (features, then the two columns that add ||c||^2) rounded up to a multiple of
+# this: aligned rows multiply ~1.4x faster (AMX tiles) than 400 + 2.
+PRODUCT_ALIGN = 32
 # Norm term of a centre beyond its group's quota: never any member's nearest.
 DEAD_CENTRE = 1e30
 
@@ -73,9 +76,9 @@ def product_dtype(device: torch.device) -> torch.dtype:
 
 class _Products:
     """The members, centred on their group's mean (distances do not change, the product's
-    rounding shrinks with the norms), as rows in the product's dtype; their float32 ||x||^2;
-    one reused (groups, members, k) product buffer (a fresh block that size costs page faults
-    every time)."""
+    rounding shrinks with the norms), as rows [x, 1, 1, 0...] in the product's dtype; their
+    float32 ||x||^2; one reused (groups, members, k) product buffer (a fresh block that size
+    costs page faults every time)."""
 
     def __init__(
         self,
@@ -90,7 +93,9 @@ class _Products:
         sums = features.new_zeros(n_groups, dim).index_add_(0, groups, features)
         self.means = sums / torch.bincount(groups, minlength=n_groups).clamp(min=1)[:, None]
         flat = source.flatten()
-        self.rows = features.new_empty(len(flat), dim, dtype=dtype)
+        width = -(-(dim + 2) // PRODUCT_ALIGN) * PRODUCT_ALIGN
+        self.rows = features.new_zeros(len(flat), width, dtype=dtype)
+        self.rows[:, dim : dim + 2] = 1
         self.squared = features.new_empty(len(flat))
         step = max(1, ROW_BLOCK // dim)
         for start in range(0, len(flat), step):  # blocks of rows, not single candidates
@@ -99,26 +104,25 @@ class _Products:
                 self.means.index_select(0, groups[block])
             )
             torch.linalg.vector_norm(members, dim=1, out=self.squared[start : start + step])
-            self.rows[start : start + step] = members
+            self.rows[start : start + step, :dim] = members
         self.squared = self.squared.square_().view(source.shape)
-        self.rows = self.rows.view(*source.shape, dim)
+        self.rows = self.rows.view(*source.shape, width)
         self.buffer = self.rows.new_empty(source.numel() * k)
 
     def nearest(
         self, centres: torch.Tensor, live: torch.Tensor
     ) -> tuple[torch.Tensor, torch.Tensor]:
         """Each member's nearest centre (a centre beyond its group's quota never) and float32
-        squared distance to it."""
-        n_groups, k, _ = centres.shape
+        squared distance to it: [x, 1, 1] . [-2c, ||c||^2 rounded, what it rounded off]."""
+        n_groups, k, dim = centres.shape
         centred = centres - self.means[:, None]
         norms = centred.square().sum(2).masked_fill_(~live, DEAD_CENTRE)
+        side = self.rows.new_zeros(n_groups, k, self.rows.shape[2])
+        side[..., :dim] = centred * -2
+        side[..., dim] = norms
+        side[..., dim + 1] = norms - side[..., dim].float()  # what the dtype rounded off
         out = self.buffer[: self.rows.shape[1] * n_groups * k].view(n_groups, -1, k)
-        torch.baddbmm(
-            norms.to(self.rows.dtype)[:, None, :],
-            self.rows,
-            (centred * -2).to(self.rows.dtype).transpose(1, 2),
-            out=out,
-        )
+        torch.bmm(self.rows, side.transpose(1, 2), out=out)
         found, index = out.min(2)
         return found.float() + self.squared, index
 
@@ -132,7 +136,7 @@ class _Products:
         and a reduction a GPU may split in the dtype) and summed in float32, as are ||x||^2
         and the distance.
         """
-        single, dim = torch.finfo(torch.float32).eps, self.rows.shape[2]
+        single, dim = torch.finfo(torch.float32).eps, self.means.shape[1]
         precision = 2 * (torch.finfo(self.rows.dtype).eps + dim * single)
         norms = (centres - self.means[:, None]).square().sum(2).gather(1, assign)
         terms = 2 * (self.squared * norms).sqrt() + norms + (distance - self.squared).abs()
