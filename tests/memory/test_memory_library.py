@@ -11,7 +11,7 @@ import pytest
 import torch
 
 from rainbow_runner.datasets.choices import ChoiceError
-from rainbow_runner.memory import MEMORIES, STRATEGIES, GroupQuota, SelectionContext
+from rainbow_runner.memory import MEMORIES, STRATEGIES, GroupQuota, SelectionContext, kmeans
 from rainbow_runner.memory.base import extract_features
 from rainbow_runner.memory.strategies import closest_to_center, cluster, herding
 from tests.memory import user_functions
@@ -181,6 +181,25 @@ def test_cluster_takes_the_member_nearest_each_k_means_centre():
         blob = features[pick // 30 * 30 : pick // 30 * 30 + 30]
         nearest = (blob - blob.mean(0)).norm(dim=1).argmin()
         assert pick == pick // 30 * 30 + int(nearest)
+
+
+@pytest.mark.parametrize("dtype", [torch.bfloat16, torch.float32])
+def test_cluster_keeps_the_member_nearest_each_centre_in_float32_whatever_the_product(
+    monkeypatch, dtype
+):
+    """bfloat16 rounds these blobs' coordinates by up to ~0.016, about their spread: the kept
+    member is measured again in float32, so it is still the one nearest its blob's mean."""
+    monkeypatch.setattr(kmeans, "product_dtype", lambda device: dtype)
+    rng = np.random.default_rng(0)
+    blobs = np.concatenate([c + rng.normal(0, 0.02, (40, 8)) for c in 10.0 * np.eye(3, 8)])
+    features = torch.tensor(blobs, dtype=torch.float32)
+    labels = torch.zeros(120, dtype=torch.long)
+    quota = GroupQuota(labels, torch.tensor([3]), 3)
+    chosen = cluster(features, labels, labels, quota, np.random.default_rng(1))
+    assert sorted((chosen // 40).tolist()) == [0, 1, 2]  # one per blob
+    for pick in chosen.tolist():
+        blob = features[pick // 40 * 40 : pick // 40 * 40 + 40].double()
+        assert pick % 40 == int((blob - blob.mean(0)).norm(dim=1).argmin())
 
 
 @pytest.mark.parametrize("name", sorted(STRATEGIES))
