@@ -249,21 +249,13 @@ class _SketchGuesses:
         predicted_scores = torch.from_numpy(predicted)
         target = np.zeros(self.rows.shape[1], dtype=np.float32)  # len(chain) mean - its sum
         size = min(_SHORTLIST, len(values))
-        reach = None  # how far below the best predicted score the last shortlist reached
         while len(chain) < depth:
             last = chain[-1]
             np.negative(self.sketch_rows[last], out=self.direction_values[:_RANK])
             predicted_scores.addmv_(self.sketch_columns, self.direction)
             target += self.mean_row
             target -= self.rows[last]
-            rows = None
-            if reach is not None:  # a threshold costs a third of a partition
-                rows = np.flatnonzero(predicted >= predicted.max() - reach)
-                if not size // 2 <= len(rows) <= 2 * size:
-                    rows = None
-            if rows is None:
-                rows = np.argpartition(predicted, -size)[-size:]
-                reach = float(predicted.max() - predicted[rows].min())
+            rows = np.argpartition(predicted, -size)[-size:]
             exact = values[rows] + self.rows[rows] @ target
             guess = int(rows[int(exact.argmax())])
             chain.append(guess)
