@@ -58,9 +58,8 @@ def cluster(
     space = _Products(features, source, valid, sample, product_dtype(device), longest_k)
     live = torch.arange(longest_k, device=device)[None, :] < counts[:, None]
     centres, assign, nearest = _seed(features, source, space, valid, live, sample, generator)
-    clusters = _ClusterSums(features, source, valid, longest_k)
     for _ in range(iterations):
-        centres = clusters.means(assign, centres)
+        centres = _cluster_means(features, _row_clusters(source, valid, assign, longest_k), centres)
         nearest, moved = space.nearest(centres, live)
         changed = int(((moved != assign) & valid).sum())
         assign = moved
@@ -126,10 +125,12 @@ class _Products:
         self.rows[..., dim + 4 :] = 0
         self.squared = features.new_empty(n_groups, width)
         step = max(1, ROW_BLOCK // (n_groups * dim))
+        scratch = features.new_empty(n_groups * min(step, width) * dim)
         for start in range(0, width, step):  # blocks of slots, all groups at once
             block = source[:, start : start + step]
-            members = features.index_select(0, block.flatten()).view(*block.shape, dim)
-            members -= self.means[:, None]
+            members = scratch[: block.numel() * dim].view(block.numel(), dim)
+            torch.index_select(features, 0, block.flatten(), out=members)
+            members = members.view(*block.shape, dim).sub_(self.means[:, None])
             squared = self.squared[:, start : start + step]
             torch.linalg.vector_norm(members, dim=2, out=squared).square_()
             self.rows[:, start : start + step, :dim] = members
@@ -147,16 +148,10 @@ class _Products:
         return part
 
     def nearest(
-        self, centres: torch.Tensor, live: torch.Tensor, index: bool = True
-    ) -> tuple[torch.Tensor, torch.Tensor | None]:
+        self, centres: torch.Tensor, live: torch.Tensor
+    ) -> tuple[torch.Tensor, torch.Tensor]:
         """Each member's squared distance to its nearest centre (a centre beyond its group's
-        quota never) and, if `index`, which centre: [x, 1, 1, ||x||^2 split] .
-        [-2c, ||c||^2 split, 1, 1].
-
-        The distances are non-negative up to rounding, so their bits, read as integers of
-        the same width, order as the values do (torch's min with indices is ~2x faster on
-        int16 than on bfloat16); a negative rounding of a distance near 0 ranks first.
-        """
+        quota never) and which centre: [x, 1, 1, ||x||^2 split] . [-2c, ||c||^2 split, 1, 1]."""
         n_groups, k, dim = centres.shape
         centred = centres - self.means[:, None]
         norms = torch.linalg.vector_norm(centred, dim=2).square_().masked_fill_(~live, DEAD_CENTRE)
@@ -165,6 +160,34 @@ class _Products:
         _split(norms, side[..., dim : dim + 2])
         side[..., dim + 2 : dim + 4] = 1
         side[..., dim + 4 :] = 0
+        found, index = self._closest(side, True)
+        return found, index
+
+    def nearest_members(
+        self, slots: torch.Tensor, dead: torch.Tensor, index: bool
+    ) -> tuple[torch.Tensor, torch.Tensor | None]:
+        """`nearest` for centres at these member slots (groups, m), their side of the product
+        taken from their own rows ([x, 1, 1, ||x||^2 split] -> [-2x, ||x||^2 split, 1, 1]:
+        the same values as from their float32 features); `dead` marks centres beyond the
+        quota; the centre's index only if `index`."""
+        n_groups, width, padded = self.rows.shape
+        dim = self.means.shape[1]
+        flat = slots + torch.arange(n_groups, device=slots.device)[:, None] * width
+        side = self.rows.view(-1, padded).index_select(0, flat.flatten()).view(n_groups, -1, padded)
+        side[..., :dim] *= -2
+        side[..., dim : dim + 4] = side[..., dim : dim + 4].roll(2, dims=-1)
+        side[..., dim].masked_fill_(dead, DEAD_CENTRE)
+        side[..., dim + 1].masked_fill_(dead, 0)
+        return self._closest(side, index)
+
+    def _closest(self, side: torch.Tensor, index: bool) -> tuple[torch.Tensor, torch.Tensor | None]:
+        """Min over the product with these centre sides, in the reused buffer.
+
+        The distances are non-negative up to rounding, so their bits, read as integers of
+        the same width, order as the values do (torch's min with indices is ~2x faster on
+        int16 than on bfloat16); a negative rounding of a distance near 0 ranks first.
+        """
+        n_groups, k, _ = side.shape
         out = self.buffer[: self.rows.shape[1] * n_groups * k].view(n_groups, -1, k)
         torch.bmm(self.rows, side.transpose(1, 2), out=out)
         bits = out.view(_BITS[out.dtype])
@@ -233,17 +256,19 @@ def _seed(
         total += rounds[-1]
     noise = torch.from_numpy(generator.random((len(rounds), n_groups, width))).to(device)
     gumbel = -torch.log(-torch.log(noise.float().clamp_(min=1e-12)))
-    centres = features.new_zeros(n_groups, k, features.shape[1])
+    gumbel.masked_fill_(~seeds_valid, float("-inf"))  # padding is never drawn
+    dead = ~live
+    chosen = torch.empty(n_groups, k, dtype=torch.long, device=device)
     nearest = seeds_valid.float()  # uniform weights for the first draw
     assign = torch.zeros(n_groups, width, dtype=torch.long, device=device)
     start = 0
     for draw, size in enumerate(rounds):
-        keys = nearest.log().nan_to_num_(neginf=-1e30) + gumbel[draw]
-        picks = keys.masked_fill_(~seeds_valid, float("-inf")).topk(size, dim=1).indices
-        drawn = seeds_from.gather(1, picks).flatten()
-        centres[:, start : start + size] = features.index_select(0, drawn).view(n_groups, size, -1)
-        new = centres[:, start : start + size]
-        found, closest = seed_space.nearest(new, live[:, start : start + size], sample is None)
+        keys = nearest.log().nan_to_num_(neginf=-1e30).add_(gumbel[draw])
+        picks = keys.topk(size, dim=1).indices
+        chosen[:, start : start + size] = picks
+        found, closest = seed_space.nearest_members(
+            picks, dead[:, start : start + size], sample is None
+        )
         found.clamp_(min=0)
         if closest is None:  # the sample's weights only: every member is assigned below
             nearest = torch.minimum(nearest, found) if draw else found
@@ -252,6 +277,8 @@ def _seed(
             nearest = torch.where(closer, found, nearest)
             assign = torch.where(closer, closest + start, assign)
         start += size
+    drawn = seeds_from.gather(1, chosen).flatten()
+    centres = features.index_select(0, drawn).view(n_groups, k, -1)
     if sample is not None:
         nearest, assign = space.nearest(centres, live)
     return centres, assign, nearest
@@ -283,42 +310,28 @@ def _own_distances(
     return own
 
 
-class _ClusterSums:
-    """Each cluster's float32 sum of members and size, kept up to date as members move: after
-    the first assignment only the members that changed cluster are read again (a Lloyd
-    iteration moves a few percent of them)."""
+def _cluster_means(
+    features: torch.Tensor, row_cluster: torch.Tensor, centres: torch.Tensor
+) -> torch.Tensor:
+    """Each centre moved to the mean of its members (a centre without members stays put)."""
+    n_groups, k, dim = centres.shape
+    sums = torch.zeros(n_groups * k, dim, device=centres.device)
+    sums.index_add_(0, row_cluster, features)
+    sizes = torch.bincount(row_cluster, minlength=n_groups * k)
+    means = sums.view(n_groups, k, dim).div_(sizes.view(n_groups, k, 1))
+    empty = sizes.view(n_groups, k) == 0
+    means[empty] = centres[empty]
+    return means
 
-    def __init__(
-        self, features: torch.Tensor, source: torch.Tensor, valid: torch.Tensor, k: int
-    ) -> None:
-        self.features, self.source, self.valid = features, source, valid
-        self.offset = torch.arange(len(source), device=source.device)[:, None] * k
-        self.sums = features.new_zeros(len(source) * k, features.shape[1])
-        self.sizes = torch.zeros(len(source) * k, dtype=torch.long, device=source.device)
-        self.assign: torch.Tensor | None = None
 
-    def means(self, assign: torch.Tensor, centres: torch.Tensor) -> torch.Tensor:
-        """Each centre moved to the mean of its members under `assign` (a centre without
-        members stays put)."""
-        cluster = assign + self.offset
-        if self.assign is None:  # every member, straight from the feature rows
-            row_cluster = torch.empty(len(self.features), dtype=torch.long, device=assign.device)
-            row_cluster[self.source[self.valid]] = cluster[self.valid]
-            self.sums.index_add_(0, row_cluster, self.features)
-            self.sizes += torch.bincount(row_cluster, minlength=len(self.sizes))
-        else:
-            moved = self.valid & (assign != self.assign)
-            members = self.features.index_select(0, self.source[moved])
-            left = (self.assign + self.offset)[moved]
-            self.sums.index_add_(0, cluster[moved], members)
-            self.sums.index_add_(0, left, members, alpha=-1)
-            self.sizes += torch.bincount(cluster[moved], minlength=len(self.sizes))
-            self.sizes -= torch.bincount(left, minlength=len(self.sizes))
-        self.assign = assign
-        means = self.sums.view(centres.shape) / self.sizes.view(*centres.shape[:2], 1)
-        empty = self.sizes.view(centres.shape[:2]) == 0
-        means[empty] = centres[empty]
-        return means
+def _row_clusters(
+    source: torch.Tensor, valid: torch.Tensor, assign: torch.Tensor, k: int
+) -> torch.Tensor:
+    """The cluster of every candidate row, numbered group * k + centre."""
+    flat = assign + torch.arange(len(assign), device=assign.device)[:, None] * k
+    row_cluster = torch.empty(int(valid.sum()), dtype=torch.long, device=assign.device)
+    row_cluster[source[valid]] = flat[valid]
+    return row_cluster
 
 
 def _nearest_per_centre(
