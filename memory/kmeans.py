@@ -24,7 +24,7 @@ DEAD_CENTRE = 1e30
 SEED_SAMPLE = 3
 SEED_FLOOR = 256
 # Integers of each product dtype's width: min with indices over a distance's bits.
-_BITS = {torch.bfloat16: torch.int16, torch.float16: torch.int16, torch.float32: torch.int32}
+_BITS = {torch.bfloat16: torch.int16, torch.float32: torch.int32}
 
 
 def cluster(
