@@ -24,6 +24,9 @@ DEAD_CENTRE = 1e30
 # MiniBatchKMeans seeds on 3k as well): mlp400's objective within 0.3% of seeding on all.
 SEED_SAMPLE = 3
 SEED_FLOOR = 256
+# Seeding reads the seeds' distances off one (groups, m, m) product when it holds at most this
+# many values (8 MB of bfloat16), else multiplies the members with each round's seeds.
+PAIRWISE_LIMIT = 1 << 22
 # Integers of each product dtype's width: min with indices over a distance's bits.
 _BITS = {torch.bfloat16: torch.int16, torch.float32: torch.int32}
 
@@ -169,17 +172,29 @@ class _Products:
     def nearest_members(
         self, slots: torch.Tensor, dead: torch.Tensor, index: bool
     ) -> tuple[torch.Tensor, torch.Tensor | None]:
-        """`nearest` for centres at these member slots (groups, m), their side of the product
-        taken from their own rows ([x, 1, 1, ||x||^2 split] -> [-2x, ||x||^2 split, 1, 1]:
-        the same values as from their float32 features); `dead` marks centres beyond the
-        quota; the centre's index only if `index`."""
+        """`nearest` for centres at these member slots (groups, m); `dead` marks centres
+        beyond the quota; the centre's index only if `index`."""
+        dim = self.means.shape[1]
+        side = self._member_sides(slots)
+        side[..., dim].masked_fill_(dead, DEAD_CENTRE)
+        side[..., dim + 1].masked_fill_(dead, 0)
+        return self._closest(side, index)
+
+    def pairwise(self) -> torch.Tensor:
+        """Every member's squared distance to every other of its group, (groups, m, m) in the
+        product's dtype: one product instead of one per seeding round."""
+        n_groups, width, _ = self.rows.shape
+        every = torch.arange(width, device=self.rows.device).expand(n_groups, width)
+        return torch.bmm(self.rows, self._member_sides(every).transpose(1, 2))
+
+    def _member_sides(self, slots: torch.Tensor) -> torch.Tensor:
+        """The product's centre side [-2x, ||x||^2 split, 1, 1] of the members at these slots,
+        from their rows [x, 1, 1, ||x||^2 split]: the same values as from their features."""
         dim = self.means.shape[1]
         side = self.member_rows(slots)
         side[..., :dim] *= -2
         side[..., dim : dim + 4] = side[..., dim : dim + 4].roll(2, dims=-1)
-        side[..., dim].masked_fill_(dead, DEAD_CENTRE)
-        side[..., dim + 1].masked_fill_(dead, 0)
-        return self._closest(side, index)
+        return side
 
     def _closest(self, side: torch.Tensor, index: bool) -> tuple[torch.Tensor, torch.Tensor | None]:
         """Min over the product with these centre sides, in the reused buffer.
@@ -239,9 +254,10 @@ def _seed(
     A round draws its centres at once, without replacement, each sampled member with
     probability proportional to its squared distance to the nearest centre so far (Gumbel
     top-m on the log weights): a handful of passes over the sample (a pass costs about the same
-    for 1 or 32 centres) instead of k. Seeding on a sample of a few times k members (as
-    scikit-learn's MiniBatchKMeans does) leaves the seeds as good and the passes small; one
-    product with all members then assigns them.
+    for 1 or 32 centres) instead of k, or none when the sample's pairwise distances fit in one
+    product. Seeding on a sample of a few times k members (as scikit-learn's MiniBatchKMeans
+    does) leaves the seeds about as good and the passes small; one product with all members
+    then assigns them.
     """
     k = live.shape[1]
     seeds_from, seeds_valid = source, valid
@@ -262,14 +278,17 @@ def _seed(
     chosen = torch.empty(n_groups, k, dtype=torch.long, device=device)
     nearest = seeds_valid.float()  # uniform weights for the first draw
     assign = torch.zeros(n_groups, width, dtype=torch.long, device=device)
+    pairwise = seed_space.pairwise() if n_groups * width * width <= PAIRWISE_LIMIT else None
     start = 0
     for draw, size in enumerate(rounds):
         keys = nearest.log().nan_to_num_(neginf=-1e30).add_(gumbel[draw])
         picks = keys.topk(size, dim=1).indices
         chosen[:, start : start + size] = picks
-        found, closest = seed_space.nearest_members(
-            picks, dead[:, start : start + size], sample is None
-        )
+        drawn_dead = dead[:, start : start + size]
+        if pairwise is None:
+            found, closest = seed_space.nearest_members(picks, drawn_dead, sample is None)
+        else:
+            found, closest = _nearest_drawn(pairwise, picks, drawn_dead, sample is None)
         found.clamp_(min=0)
         if closest is None:  # the sample's weights only: every member is assigned below
             nearest = torch.minimum(nearest, found) if draw else found
@@ -283,6 +302,19 @@ def _seed(
     if sample is not None:
         nearest, assign = space.nearest(centres, live)
     return centres, assign, nearest
+
+
+def _nearest_drawn(
+    pairwise: torch.Tensor, picks: torch.Tensor, dead: torch.Tensor, index: bool
+) -> tuple[torch.Tensor, torch.Tensor | None]:
+    """`_Products.nearest_members` read off the pairwise distances: their rows for the
+    picked members, a centre beyond the quota never nearest."""
+    n_groups, width, _ = pairwise.shape
+    flat = picks + torch.arange(n_groups, device=picks.device)[:, None] * width
+    rows = pairwise.view(-1, width).index_select(0, flat.flatten()).view(n_groups, -1, width)
+    rows.masked_fill_(dead[..., None], DEAD_CENTRE)
+    found, nearest = rows.min(1) if index else (rows.amin(1), None)
+    return found.float(), nearest
 
 
 def _own_distances(
