@@ -1,9 +1,9 @@
 """The `cluster` strategy: k-means in each group with k = the group's quota, keeping the member
 nearest each centre. All groups run together on one padded (groups, members, dim) tensor;
-each assignment is one batched product ||c||^2 - 2 x.c (every distance up to the member's
-||x||^2) into one reused buffer and one min over it, in bfloat16 where the hardware multiplies
-it natively. The member kept for a centre is the nearest in float32: only the members the
-product's rounding leaves in doubt are measured again."""
+each assignment is one batched product ||x||^2 + ||c||^2 - 2 x.c into one reused buffer and
+one min over it, in bfloat16 where the hardware multiplies it natively; k-means++ seeds are
+drawn from a sample of a few times k members. The member kept for a centre is the nearest in
+float32: only the members the product's rounding leaves in doubt are measured again."""
 
 from __future__ import annotations
 
@@ -15,11 +15,20 @@ from rainbow_runner.memory.quota import GroupQuota, feature_rows, padded_layout
 # Feature values per block of rows while the members are centred: half a MB of float32 stays
 # in L2 through the block's passes (one padded float32 copy instead costs ~3x as long).
 ROW_BLOCK = 128 * 1024
-# Row width (features, then the two columns that add ||c||^2) rounded up to a multiple of
-# this: aligned rows multiply ~1.4x faster (AMX tiles) than 400 + 2.
+# Row width (features, then the four columns that add ||c||^2 and ||x||^2) rounded up to a
+# multiple of this: aligned rows multiply ~1.4x faster (AMX tiles) than 400 + 4.
 PRODUCT_ALIGN = 32
 # Norm term of a centre beyond its group's quota: never any member's nearest.
 DEAD_CENTRE = 1e30
+# Seeding draws from SEED_SAMPLE * k members of each group, at least SEED_FLOOR (scikit-learn's
+# MiniBatchKMeans seeds on 3k as well): mlp400's objective within 0.3% of seeding on all.
+SEED_SAMPLE = 3
+SEED_FLOOR = 256
+# Seeding reads the seeds' distances off one (groups, m, m) product when it holds at most this
+# many values (8 MB of bfloat16), else multiplies the members with each round's seeds.
+PAIRWISE_LIMIT = 1 << 22
+# Integers of each product dtype's width: min with indices over a distance's bits.
+_BITS = {torch.bfloat16: torch.int16, torch.float32: torch.int32}
 
 
 def cluster(
@@ -33,8 +42,9 @@ def cluster(
 ) -> torch.Tensor:
     """k-means in each group with k = the group's quota; keep the member nearest each centre.
 
-    Centres start by k-means++ seeding in a few rounds (drawn from the generator), then move
-    by Lloyd's iterations until at most `tolerance` of the assignments change (at most
+    Centres start by k-means++ seeding in a few rounds on a random sample of each group's
+    members (all of a small group's; drawn from the generator), then move by Lloyd's
+    iterations on every member until at most `tolerance` of the assignments change (at most
     `iterations`; each costs one product of the members with all centres). The member of each
     cluster nearest its centre (in float32) is kept; a centre left without members gives its
     slot to the unchosen member nearest its own centre. Positions group by group, in centre
@@ -48,9 +58,10 @@ def cluster(
     if longest_k == 0:
         return torch.empty(0, dtype=torch.long)
     source, valid = padded_layout(groups, quota.n_groups)
-    space = _Products(features, groups, source, quota.n_groups, product_dtype(device), longest_k)
+    sample = _seed_sample(valid, longest_k, generator)
+    space = _Products(features, source, valid, sample, product_dtype(device), longest_k)
     live = torch.arange(longest_k, device=device)[None, :] < counts[:, None]
-    centres, assign, nearest = _seed(features, source, space, valid, live, generator)
+    centres, assign, nearest = _seed(features, source, space, valid, live, sample, generator)
     for _ in range(iterations):
         centres = _cluster_means(features, _row_clusters(source, valid, assign, longest_k), centres)
         nearest, moved = space.nearest(centres, live)
@@ -59,8 +70,8 @@ def cluster(
         if changed <= tolerance * int(valid.sum()):
             break
     own = _own_distances(features, source, valid, space, centres, assign, nearest)
-    ordered = _nearest_per_centre(own, assign, valid, longest_k)
-    kept = torch.arange(valid.shape[1], device=device)[None, :] < counts[:, None]
+    ordered = _nearest_per_centre(own, assign, valid, live)
+    kept = torch.arange(ordered.shape[1], device=device)[None, :] < counts[:, None]
     return source.gather(1, ordered)[kept].cpu()
 
 
@@ -74,73 +85,158 @@ def product_dtype(device: torch.device) -> torch.dtype:
     return torch.bfloat16 if native else torch.float32
 
 
+def _seed_sample(
+    valid: torch.Tensor, k: int, generator: np.random.Generator
+) -> torch.Tensor | None:
+    """Member slots (groups, m) the seeding draws from: m = max(SEED_SAMPLE * k, SEED_FLOOR)
+    of each group, uniformly without replacement (a smaller group's all, then padding slots);
+    None when that is every slot."""
+    width = valid.shape[1]
+    size = max(SEED_SAMPLE * k, SEED_FLOOR)
+    if size >= width:
+        return None
+    keys = torch.from_numpy(generator.random(valid.shape)).to(valid.device)
+    return keys.masked_fill_(~valid, -1.0).topk(size, dim=1).indices
+
+
 class _Products:
-    """The members, centred on their group's mean (distances do not change, the product's
-    rounding shrinks with the norms), as rows [x, 1, 1, 0...] in the product's dtype; their
-    float32 ||x||^2; one reused (groups, members, k) product buffer (a fresh block that size
-    costs page faults every time)."""
+    """The members, centred on an estimate of their group's mean (distances do not change, the
+    product's rounding shrinks with the norms), as rows [x, 1, 1, ||x||^2 rounded, what it
+    rounded off, 0...] in the product's dtype; their float32 ||x||^2; one reused
+    (groups, members, k) product buffer (a fresh block that size costs page faults every
+    time)."""
 
     def __init__(
         self,
         features: torch.Tensor,
-        groups: torch.Tensor,
         source: torch.Tensor,
-        n_groups: int,
+        valid: torch.Tensor,
+        sample: torch.Tensor | None,
         dtype: torch.dtype,
         k: int,
     ) -> None:
+        n_groups, width = source.shape
         dim = features.shape[1]
-        sums = features.new_zeros(n_groups, dim).index_add_(0, groups, features)
-        self.means = sums / torch.bincount(groups, minlength=n_groups).clamp(min=1)[:, None]
-        flat = source.flatten()
-        width = -(-(dim + 2) // PRODUCT_ALIGN) * PRODUCT_ALIGN
-        self.rows = features.new_zeros(len(flat), width, dtype=dtype)
-        self.rows[:, dim : dim + 2] = 1
-        self.squared = features.new_empty(len(flat))
-        step = max(1, ROW_BLOCK // dim)
-        for start in range(0, len(flat), step):  # blocks of rows, not single candidates
-            block = flat[start : start + step]
-            members = features.index_select(0, block).sub_(
-                self.means.index_select(0, groups[block])
-            )
-            torch.linalg.vector_norm(members, dim=1, out=self.squared[start : start + step])
-            self.rows[start : start + step, :dim] = members
-        self.squared = self.squared.square_().view(source.shape)
-        self.rows = self.rows.view(*source.shape, width)
+        # The seeding sample's mean (the exact one when it holds every member).
+        picked = source if sample is None else source.gather(1, sample)
+        weight = (valid if sample is None else valid.gather(1, sample)).float()
+        members = features.index_select(0, picked.flatten()).view(*picked.shape, dim)
+        sums = torch.bmm(weight[:, None], members).squeeze(1)
+        self.means = sums / weight.sum(1, keepdim=True).clamp(min=1)
+        padded = -(-(dim + 4) // PRODUCT_ALIGN) * PRODUCT_ALIGN
+        self.rows = features.new_empty(n_groups, width, padded, dtype=dtype)
+        self.rows[..., dim : dim + 2] = 1
+        self.rows[..., dim + 4 :] = 0
+        self.squared = features.new_empty(n_groups, width)
+        step = max(1, ROW_BLOCK // (n_groups * dim))
+        scratch = features.new_empty(n_groups * min(step, width) * dim)
+        for start in range(0, width, step):  # blocks of slots, all groups at once
+            block = source[:, start : start + step]
+            members = scratch[: block.numel() * dim].view(block.numel(), dim)
+            torch.index_select(features, 0, block.flatten(), out=members)
+            members = members.view(*block.shape, dim).sub_(self.means[:, None])
+            squared = self.squared[:, start : start + step]
+            torch.linalg.vector_norm(members, dim=2, out=squared).square_()
+            self.rows[:, start : start + step, :dim] = members
+            _split(squared, self.rows[:, start : start + step, dim + 2 : dim + 4])
         self.buffer = self.rows.new_empty(source.numel() * k)
+
+    def subset(self, slots: torch.Tensor) -> _Products:
+        """The same space restricted to these member slots (groups, m)."""
+        part = object.__new__(_Products)
+        part.means, part.buffer = self.means, self.buffer
+        part.rows, part.squared = self.member_rows(slots), self.squared.gather(1, slots)
+        return part
+
+    def member_rows(self, slots: torch.Tensor) -> torch.Tensor:
+        """A copy of the rows at these member slots (groups, m)."""
+        n_groups, width, padded = self.rows.shape
+        flat = (slots + torch.arange(n_groups, device=slots.device)[:, None] * width).flatten()
+        return self.rows.view(-1, padded).index_select(0, flat).view(*slots.shape, padded)
 
     def nearest(
         self, centres: torch.Tensor, live: torch.Tensor
-    ) -> tuple[torch.Tensor, torch.Tensor]:
-        """Each member's nearest centre (a centre beyond its group's quota never) and float32
-        squared distance to it: [x, 1, 1] . [-2c, ||c||^2 rounded, what it rounded off]."""
+    ) -> tuple[torch.Tensor, torch.Tensor | None]:
+        """Each member's squared distance to its nearest centre (a centre beyond its group's
+        quota never) and which centre: [x, 1, 1, ||x||^2 split] . [-2c, ||c||^2 split, 1, 1]."""
         n_groups, k, dim = centres.shape
         centred = centres - self.means[:, None]
-        norms = centred.square().sum(2).masked_fill_(~live, DEAD_CENTRE)
-        side = self.rows.new_zeros(n_groups, k, self.rows.shape[2])
-        side[..., :dim] = centred * -2
-        side[..., dim] = norms
-        side[..., dim + 1] = norms - side[..., dim].float()  # what the dtype rounded off
+        norms = torch.linalg.vector_norm(centred, dim=2).square_().masked_fill_(~live, DEAD_CENTRE)
+        side = self.rows.new_empty(n_groups, k, self.rows.shape[2])
+        torch.mul(centred, -2, out=side[..., :dim])
+        _split(norms, side[..., dim : dim + 2])
+        side[..., dim + 2 : dim + 4] = 1
+        side[..., dim + 4 :] = 0
+        return self._closest(side, True)
+
+    def nearest_members(
+        self, slots: torch.Tensor, dead: torch.Tensor, index: bool
+    ) -> tuple[torch.Tensor, torch.Tensor | None]:
+        """`nearest` for centres at these member slots (groups, m); `dead` marks centres
+        beyond the quota; the centre's index only if `index`."""
+        dim = self.means.shape[1]
+        side = self._member_sides(slots)
+        side[..., dim].masked_fill_(dead, DEAD_CENTRE)
+        side[..., dim + 1].masked_fill_(dead, 0)
+        return self._closest(side, index)
+
+    def pairwise(self) -> torch.Tensor:
+        """Every member's squared distance to every other of its group, (groups, m, m) in the
+        product's dtype: one product instead of one per seeding round."""
+        n_groups, width, _ = self.rows.shape
+        every = torch.arange(width, device=self.rows.device).expand(n_groups, width)
+        return torch.bmm(self.rows, self._member_sides(every).transpose(1, 2))
+
+    def _member_sides(self, slots: torch.Tensor) -> torch.Tensor:
+        """The product's centre side [-2x, ||x||^2 split, 1, 1] of the members at these slots,
+        from their rows [x, 1, 1, ||x||^2 split]: the same values as from their features."""
+        dim = self.means.shape[1]
+        side = self.member_rows(slots)
+        side[..., :dim] *= -2
+        side[..., dim : dim + 4] = side[..., dim : dim + 4].roll(2, dims=-1)
+        return side
+
+    def _closest(self, side: torch.Tensor, index: bool) -> tuple[torch.Tensor, torch.Tensor | None]:
+        """Min over the product with these centre sides, in the reused buffer.
+
+        The distances are non-negative up to rounding, so their bits, read as integers of
+        the same width, order as the values do (torch's min with indices is ~2x faster on
+        int16 than on bfloat16); a negative rounding of a distance near 0 ranks first.
+        """
+        n_groups, k, _ = side.shape
         out = self.buffer[: self.rows.shape[1] * n_groups * k].view(n_groups, -1, k)
         torch.bmm(self.rows, side.transpose(1, 2), out=out)
-        found, index = out.min(2)
-        return found.float() + self.squared, index
+        bits = out.view(_BITS[out.dtype])
+        found, nearest = bits.min(2) if index else (bits.amin(2), None)
+        return found.view(out.dtype).float(), nearest
 
     def rounding_bound(
         self, centres: torch.Tensor, assign: torch.Tensor, distance: torch.Tensor
     ) -> torch.Tensor:
-        """A bound on the error of each member's `distance` (from `nearest`) to its centre.
+        """A bound on the error of each member's `distance` (from `nearest`) to its centre,
+        twice what the rounding can reach.
 
-        The product's terms (2 x.c, at most 2 |x| |c| by Cauchy-Schwarz, ||c||^2 and the
-        result) are each rounded to the dtype (epsilon each, doubled: the output's rounding,
-        and a reduction a GPU may split in the dtype) and summed in float32, as are ||x||^2
-        and the distance.
+        The inputs x and -2c are rounded to the dtype (epsilon/2 each, so 2 x.c, at most
+        2 |x| |c| by Cauchy-Schwarz, moves by at most epsilon times that), the norms enter
+        split, every term is summed in float32 (as are ||x||^2 and ||c||^2), and the result
+        is rounded to the dtype. A GPU may also round the partial sums of a split reduction to
+        the dtype: there every term counts at epsilon.
         """
-        single, dim = torch.finfo(torch.float32).eps, self.means.shape[1]
-        precision = 2 * (torch.finfo(self.rows.dtype).eps + dim * single)
+        dtype, single, dim = self.rows.dtype, torch.finfo(torch.float32), self.means.shape[1]
+        eps = torch.finfo(dtype).eps
         norms = (centres - self.means[:, None]).square().sum(2).gather(1, assign)
-        terms = 2 * (self.squared * norms).sqrt() + norms + (distance - self.squared).abs()
-        return precision * terms + (2 + dim) * single * (self.squared + distance)
+        cross = 2 * (self.squared * norms).sqrt()
+        size = cross + norms + self.squared + distance.abs()  # every term's magnitude
+        bound = eps * (cross + distance.abs()) + (4 + dim) * (single.eps * size + single.tiny)
+        if self.rows.is_cuda:
+            bound += eps * size
+        return 2 * bound
+
+
+def _split(values: torch.Tensor, out: torch.Tensor) -> None:
+    """values (float32) as two columns of out's dtype: the rounded value, what it rounded off."""
+    out[..., 0] = values
+    out[..., 1] = values - out[..., 0].float()
 
 
 def _seed(
@@ -149,18 +245,27 @@ def _seed(
     space: _Products,
     valid: torch.Tensor,
     live: torch.Tensor,
+    sample: torch.Tensor | None,
     generator: np.random.Generator,
 ) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
-    """k-means++ seeds drawn in rounds of 1, 1, 2, 4, ... centres; each member's nearest seed
-    and its squared distance to it.
+    """k-means++ seeds drawn from the sample in rounds of 1, 1, 2, 4, ... centres; each
+    member's nearest seed and its squared distance to it.
 
-    A round draws its centres at once, without replacement, each member with probability
-    proportional to its squared distance to the nearest centre so far (Gumbel top-m on the
-    log weights): a handful of passes over the members (a pass costs about the same for 1 or 32
-    centres) instead of k, and products with all k centres once in all.
+    A round draws its centres at once, without replacement, each sampled member with
+    probability proportional to its squared distance to the nearest centre so far (Gumbel
+    top-m on the log weights): a handful of passes over the sample (a pass costs about the same
+    for 1 or 32 centres) instead of k, or none when the sample's pairwise distances fit in one
+    product. Seeding on a sample of a few times k members (as scikit-learn's MiniBatchKMeans
+    does) leaves the seeds about as good and the passes small; one product with all members
+    then assigns them.
     """
-    n_groups, width = valid.shape
     k = live.shape[1]
+    seeds_from, seeds_valid = source, valid
+    seed_space = space
+    if sample is not None:
+        seeds_from, seeds_valid = source.gather(1, sample), valid.gather(1, sample)
+        seed_space = space.subset(sample)
+    n_groups, width = seeds_valid.shape
     device = features.device
     rounds, total = [], 0
     while total < k:
@@ -168,32 +273,48 @@ def _seed(
         total += rounds[-1]
     noise = torch.from_numpy(generator.random((len(rounds), n_groups, width))).to(device)
     gumbel = -torch.log(-torch.log(noise.float().clamp_(min=1e-12)))
-    centres = features.new_zeros(n_groups, k, features.shape[1])
-    nearest = valid.float()  # uniform weights for the first draw
+    gumbel.masked_fill_(~seeds_valid, float("-inf"))  # padding is never drawn
+    dead = ~live
+    chosen = torch.empty(n_groups, k, dtype=torch.long, device=device)
+    nearest = seeds_valid.float()  # uniform weights for the first draw
     assign = torch.zeros(n_groups, width, dtype=torch.long, device=device)
+    pairwise = seed_space.pairwise() if n_groups * width * width <= PAIRWISE_LIMIT else None
     start = 0
     for draw, size in enumerate(rounds):
-        keys = nearest.log().nan_to_num_(neginf=-1e30) + gumbel[draw]
-        picks = keys.masked_fill_(~valid, float("-inf")).topk(size, dim=1).indices
-        centres[:, start : start + size] = features[source.gather(1, picks)]
-        new = centres[:, start : start + size]
-        found, closest = space.nearest(new, live[:, start : start + size])
+        keys = nearest.log().nan_to_num_(neginf=-1e30).add_(gumbel[draw])
+        picks = keys.topk(size, dim=1).indices
+        chosen[:, start : start + size] = picks
+        drawn_dead = dead[:, start : start + size]
+        if pairwise is None:
+            found, closest = seed_space.nearest_members(picks, drawn_dead, sample is None)
+        else:
+            found, closest = _nearest_drawn(pairwise, picks, drawn_dead, sample is None)
         found.clamp_(min=0)
-        closer = found < nearest if draw else torch.ones_like(valid)
-        nearest = torch.where(closer, found, nearest)
-        assign = torch.where(closer, closest + start, assign)
+        if closest is None:  # the sample's weights only: every member is assigned below
+            nearest = torch.minimum(nearest, found) if draw else found
+        else:
+            closer = found < nearest if draw else torch.ones_like(seeds_valid)
+            nearest = torch.where(closer, found, nearest)
+            assign = torch.where(closer, closest + start, assign)
         start += size
+    drawn = seeds_from.gather(1, chosen).flatten()
+    centres = features.index_select(0, drawn).view(n_groups, k, -1)
+    if sample is not None:
+        nearest, assign = space.nearest(centres, live)
     return centres, assign, nearest
 
 
-def _row_clusters(
-    source: torch.Tensor, valid: torch.Tensor, assign: torch.Tensor, k: int
-) -> torch.Tensor:
-    """The cluster of every candidate row, numbered group * k + centre."""
-    flat = assign + torch.arange(len(assign), device=assign.device)[:, None] * k
-    row_cluster = torch.empty(int(valid.sum()), dtype=torch.long, device=assign.device)
-    row_cluster[source[valid]] = flat[valid]
-    return row_cluster
+def _nearest_drawn(
+    pairwise: torch.Tensor, picks: torch.Tensor, dead: torch.Tensor, index: bool
+) -> tuple[torch.Tensor, torch.Tensor | None]:
+    """`_Products.nearest_members` read off the pairwise distances: their rows for the
+    picked members, a centre beyond the quota never nearest."""
+    n_groups, width, _ = pairwise.shape
+    flat = picks + torch.arange(n_groups, device=picks.device)[:, None] * width
+    rows = pairwise.view(-1, width).index_select(0, flat.flatten()).view(n_groups, -1, width)
+    rows.masked_fill_(dead[..., None], DEAD_CENTRE)
+    found, nearest = rows.min(1) if index else (rows.amin(1), None)
+    return found.float(), nearest
 
 
 def _own_distances(
@@ -229,17 +350,54 @@ def _cluster_means(
     n_groups, k, dim = centres.shape
     sums = torch.zeros(n_groups * k, dim, device=centres.device)
     sums.index_add_(0, row_cluster, features)
-    sizes = torch.bincount(row_cluster, minlength=n_groups * k).view(n_groups, k, 1)
-    means = sums.view(n_groups, k, dim) / sizes.clamp(min=1)
-    return torch.where(sizes > 0, means, centres)
+    sizes = torch.bincount(row_cluster, minlength=n_groups * k)
+    means = sums.view(n_groups, k, dim).div_(sizes.view(n_groups, k, 1))
+    empty = sizes.view(n_groups, k) == 0
+    means[empty] = centres[empty]
+    return means
+
+
+def _row_clusters(
+    source: torch.Tensor, valid: torch.Tensor, assign: torch.Tensor, k: int
+) -> torch.Tensor:
+    """The cluster of every candidate row, numbered group * k + centre."""
+    flat = assign + torch.arange(len(assign), device=assign.device)[:, None] * k
+    row_cluster = torch.empty(int(valid.sum()), dtype=torch.long, device=assign.device)
+    row_cluster[source[valid]] = flat[valid]
+    return row_cluster
 
 
 def _nearest_per_centre(
+    own: torch.Tensor, assign: torch.Tensor, valid: torch.Tensor, live: torch.Tensor
+) -> torch.Tensor:
+    """Member slots of each group in the order kept: the member nearest each centre among its
+    own cluster (`own`: distance to its centre; ties to the lower slot), in centre order.
+
+    When a centre within the quota has no member, its slot goes to the rest, nearest their own
+    centre first (`_ranked_fill`); otherwise no sort is needed.
+    """
+    n_groups, width = own.shape
+    k = live.shape[1]
+    spare = n_groups * k  # where padding goes
+    flat = assign + torch.arange(n_groups, device=assign.device)[:, None] * k
+    flat = flat.masked_fill_(~valid, spare)
+    best = own.new_full((spare + 1,), float("inf"))
+    best.scatter_reduce_(0, flat.flatten(), own.flatten(), "amin")
+    at_best = valid & (own == best[flat])
+    slots = torch.arange(width, device=own.device).expand_as(own)
+    first = torch.full((spare + 1,), width, dtype=torch.long, device=own.device)
+    first.scatter_reduce_(0, flat[at_best], slots[at_best], "amin")
+    first = first[:spare].view(n_groups, k)
+    if bool(((first < width) | ~live).all()):
+        return first.clamp_(max=width - 1)  # a centre beyond the quota is never kept
+    return _ranked_fill(own, assign, valid, k)
+
+
+def _ranked_fill(
     own: torch.Tensor, assign: torch.Tensor, valid: torch.Tensor, k: int
 ) -> torch.Tensor:
     """Member slots of each group in the order kept: the member nearest each centre among its
-    own cluster (`own`: distance to its centre), in centre order, then the rest, nearest their
-    own centre first."""
+    own cluster, in centre order, then the rest, nearest their own centre first."""
     own = own.masked_fill(~valid, float("inf"))
     by_distance = own.argsort(dim=1, stable=True)
     cluster_of = assign.gather(1, by_distance)

@@ -13,6 +13,7 @@ import torch
 from rainbow_runner.datasets.choices import ChoiceError
 from rainbow_runner.memory import MEMORIES, STRATEGIES, GroupQuota, SelectionContext, kmeans
 from rainbow_runner.memory.base import extract_features
+from rainbow_runner.memory.quota import padded_layout
 from rainbow_runner.memory.strategies import closest_to_center, cluster, herding
 from tests.memory import user_functions
 
@@ -181,6 +182,30 @@ def test_cluster_takes_the_member_nearest_each_k_means_centre():
         blob = features[pick // 30 * 30 : pick // 30 * 30 + 30]
         nearest = (blob - blob.mean(0)).norm(dim=1).argmin()
         assert pick == pick // 30 * 30 + int(nearest)
+
+
+def test_cluster_seeds_on_a_sample_of_a_large_group_and_still_finds_every_blob():
+    """Group 0 (3 blobs x 150) is larger than the seeding sample (max(3k, 256) = 256 members):
+    the seeds come from 256 distinct members of it; group 1 (40) seeds on all of its own."""
+    rng = np.random.default_rng(0)
+    centres = 10.0 * np.eye(3, 8)
+    blobs = np.concatenate([c + rng.normal(0, 1.0, (150, 8)) for c in centres])
+    features = torch.tensor(
+        np.concatenate([blobs, rng.normal(0, 1.0, (40, 8))]), dtype=torch.float32
+    )
+    labels = torch.tensor([0] * 450 + [1] * 40)
+    _, valid = padded_layout(labels, 2)
+    sample = kmeans._seed_sample(valid, 3, np.random.default_rng(1))
+    assert sample.shape == (2, 256) and valid.gather(1, sample)[0].all()
+    assert len(set(sample[0].tolist())) == 256
+    assert sorted(sample[1][valid.gather(1, sample)[1]].tolist()) == list(range(40))
+    quota = GroupQuota(labels, torch.tensor([3, 2]), 5)
+    chosen = cluster(features, labels, labels, quota, np.random.default_rng(1))
+    assert sorted((chosen[:3] // 150).tolist()) == [0, 1, 2]  # one per blob
+    for pick in chosen[:3].tolist():
+        blob = features[pick // 150 * 150 : pick // 150 * 150 + 150].double()
+        assert pick % 150 == int((blob - blob.mean(0)).norm(dim=1).argmin())
+    assert len(set(chosen[3:].tolist())) == 2 and (chosen[3:] >= 450).all()
 
 
 @pytest.mark.parametrize("dtype", [torch.bfloat16, torch.float32])
