@@ -169,6 +169,17 @@ def test_closest_to_center_returns_the_points_nearest_the_mean():
     assert chosen.tolist() == [2, 1, 5]
 
 
+def assert_one_per_blob_nearest_its_mean(
+    chosen: torch.Tensor, features: torch.Tensor, size: int
+) -> None:
+    """Blobs of `size` consecutive rows: one kept member each, the one nearest the blob mean."""
+    assert sorted((chosen // size).tolist()) == list(range(len(chosen)))
+    for pick in chosen.tolist():
+        start = pick // size * size
+        blob = features[start : start + size].double()
+        assert pick - start == int((blob - blob.mean(0)).norm(dim=1).argmin())
+
+
 def test_cluster_takes_the_member_nearest_each_k_means_centre():
     rng = np.random.default_rng(0)
     centres = np.array([[0.0, 0.0], [10.0, 0.0], [0.0, 10.0]])
@@ -177,11 +188,7 @@ def test_cluster_takes_the_member_nearest_each_k_means_centre():
     labels = torch.zeros(90, dtype=torch.long)
     quota = GroupQuota(labels, torch.tensor([3]), 3)
     chosen = cluster(features, labels, labels, quota, np.random.default_rng(1))
-    assert sorted((chosen // 30).tolist()) == [0, 1, 2]  # one per blob
-    for pick in chosen.tolist():
-        blob = features[pick // 30 * 30 : pick // 30 * 30 + 30]
-        nearest = (blob - blob.mean(0)).norm(dim=1).argmin()
-        assert pick == pick // 30 * 30 + int(nearest)
+    assert_one_per_blob_nearest_its_mean(chosen, features, 30)
 
 
 def test_cluster_seeds_on_a_sample_of_a_large_group_and_still_finds_every_blob():
@@ -201,10 +208,7 @@ def test_cluster_seeds_on_a_sample_of_a_large_group_and_still_finds_every_blob()
     assert sorted(sample[1][valid.gather(1, sample)[1]].tolist()) == list(range(40))
     quota = GroupQuota(labels, torch.tensor([3, 2]), 5)
     chosen = cluster(features, labels, labels, quota, np.random.default_rng(1))
-    assert sorted((chosen[:3] // 150).tolist()) == [0, 1, 2]  # one per blob
-    for pick in chosen[:3].tolist():
-        blob = features[pick // 150 * 150 : pick // 150 * 150 + 150].double()
-        assert pick % 150 == int((blob - blob.mean(0)).norm(dim=1).argmin())
+    assert_one_per_blob_nearest_its_mean(chosen[:3], features, 150)
     assert len(set(chosen[3:].tolist())) == 2 and (chosen[3:] >= 450).all()
 
 
@@ -221,10 +225,7 @@ def test_cluster_keeps_the_member_nearest_each_centre_in_float32_whatever_the_pr
     labels = torch.zeros(120, dtype=torch.long)
     quota = GroupQuota(labels, torch.tensor([3]), 3)
     chosen = cluster(features, labels, labels, quota, np.random.default_rng(1))
-    assert sorted((chosen // 40).tolist()) == [0, 1, 2]  # one per blob
-    for pick in chosen.tolist():
-        blob = features[pick // 40 * 40 : pick // 40 * 40 + 40].double()
-        assert pick % 40 == int((blob - blob.mean(0)).norm(dim=1).argmin())
+    assert_one_per_blob_nearest_its_mean(chosen, features, 40)
 
 
 @pytest.mark.parametrize("name", sorted(STRATEGIES))
