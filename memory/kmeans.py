@@ -170,10 +170,8 @@ def _own_distances(
     """Each member's squared distance to its own centre, exact (float32) for every member that
     may be its cluster's nearest given the product's rounding, the product's for the rest."""
     n_groups, k, _ = centres.shape
-    flat = assign + torch.arange(n_groups, device=assign.device)[:, None] * k
     bound = space.rounding_bound(centres, assign, nearest)
-    spare = n_groups * k  # where padding goes
-    flat = flat.masked_fill(~valid, spare)
+    flat, spare = _cluster_ids(assign, valid, k), n_groups * k
     best = torch.full((spare + 1,), float("inf"), device=assign.device)
     best.scatter_reduce_(0, flat.flatten(), (nearest + bound).flatten(), "amin")
     doubtful = valid & (nearest - bound <= best[flat])
@@ -198,11 +196,18 @@ def _cluster_means(
     return means
 
 
+def _cluster_ids(assign: torch.Tensor, valid: torch.Tensor, k: int) -> torch.Tensor:
+    """Every member slot's cluster, numbered group * k + centre; padding slots get the spare
+    number groups * k."""
+    ids = assign + torch.arange(len(assign), device=assign.device)[:, None] * k
+    return ids.masked_fill_(~valid, len(assign) * k)
+
+
 def _row_clusters(
     source: torch.Tensor, valid: torch.Tensor, assign: torch.Tensor, k: int
 ) -> torch.Tensor:
     """The cluster of every candidate row, numbered group * k + centre."""
-    flat = assign + torch.arange(len(assign), device=assign.device)[:, None] * k
+    flat = _cluster_ids(assign, valid, k)
     row_cluster = torch.empty(int(valid.sum()), dtype=torch.long, device=assign.device)
     row_cluster[source[valid]] = flat[valid]
     return row_cluster
@@ -219,9 +224,7 @@ def _nearest_per_centre(
     """
     n_groups, width = own.shape
     k = live.shape[1]
-    spare = n_groups * k  # where padding goes
-    flat = assign + torch.arange(n_groups, device=assign.device)[:, None] * k
-    flat = flat.masked_fill_(~valid, spare)
+    flat, spare = _cluster_ids(assign, valid, k), n_groups * k
     best = own.new_full((spare + 1,), float("inf"))
     best.scatter_reduce_(0, flat.flatten(), own.flatten(), "amin")
     at_best = valid & (own == best[flat])

@@ -23,18 +23,25 @@ def test_the_default_memory_is_gss_greedy():
     check_method_and_memory_options(cfg)
 
 
-def test_the_memory_scores_incoming_samples_with_the_runs_model(tmp_path):
-    trainer = build_trainer(tmp_path, OFFLINE)
+def offer_two_batches(trainer) -> tuple[torch.Tensor, torch.Tensor, np.random.Generator]:
+    """Offer the first task's samples 0-15, then 16-31; the two batches and a generator in the
+    state the memory drew from while scoring the second (to replay its draw)."""
     trainer.begin_task()
     method, memory, task = trainer.method, trainer.memory, trainer.split.train_tasks[0]
-    assert memory.context_provider().model is trainer.model
     first, second = task[:16], task[16:32]
     method.offer(first)
-    state = copy.deepcopy(memory.rng.bit_generator.state)
-    method.offer(second)
-    # the same scores from the model's own per-sample gradients and the same memory draw
     rng = np.random.default_rng()
-    rng.bit_generator.state = state
+    rng.bit_generator.state = copy.deepcopy(memory.rng.bit_generator.state)
+    method.offer(second)
+    return first, second, rng
+
+
+def test_the_memory_scores_incoming_samples_with_the_runs_model(tmp_path):
+    trainer = build_trainer(tmp_path, OFFLINE)
+    memory, task = trainer.memory, trainer.split.train_tasks[0]
+    assert memory.context_provider().model is trainer.model
+    first, second, rng = offer_two_batches(trainer)
+    # the same scores from the model's own per-sample gradients and the same memory draw
     compared = first[torch.from_numpy(rng.choice(16, memory.n_sub, replace=False))]
     context = trainer.context
     incoming = per_sample_gradients(trainer.model, context.inputs(second), context.labels(second))
@@ -47,14 +54,8 @@ def test_with_gss_batch_size_each_memory_gradient_is_a_random_groups_mean(tmp_pa
     trainer = build_trainer(
         tmp_path, [*OFFLINE, "mem_manage.n_sub=3", "mem_manage.gss_batch_size=4"]
     )
-    trainer.begin_task()
-    method, memory, task = trainer.method, trainer.memory, trainer.split.train_tasks[0]
-    first, second = task[:16], task[16:32]
-    method.offer(first)
-    state = copy.deepcopy(memory.rng.bit_generator.state)
-    method.offer(second)
-    rng = np.random.default_rng()
-    rng.bit_generator.state = state
+    memory = trainer.memory
+    first, second, rng = offer_two_batches(trainer)
     groups = first[torch.from_numpy(rng.choice(16, 3 * 4, replace=False))].split(4)
     context = trainer.context
     subset = torch.stack(
